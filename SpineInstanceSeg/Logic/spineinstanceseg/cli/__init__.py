@@ -1,0 +1,1 @@
+"""The ``spineseg`` command-line interface (one module per sub-command, each with ``add_parser``/``run``)."""

@@ -1,0 +1,208 @@
+"""The geometry-carrying volume type used everywhere in the library.
+
+Axis order (the one convention of this package)
+-----------------------------------------------
+``Volume.array[i, j, k]`` is the voxel with ITK index ``(i, j, k)``: the first array axis runs along ITK's x
+(image columns), the second along y, the third along z (slices). ``spacing``, ``origin`` and the columns of
+``direction`` follow the same order. Physical coordinates are ITK's LPS millimetres::
+
+    world = origin + direction @ (spacing * [i, j, k])
+
+This is the transpose of ``SimpleITK.GetArrayFromImage`` (which gives ``[k, j, i]``); the only place that
+converts between the two is :mod:`spineinstanceseg.io`. Slicer's RAS is handled only by the MRML adapter.
+
+A volume is immutable by convention: its array is made read-only and every operation returns a new volume.
+A *label map* (``is_label=True``) holds integers and is resampled with nearest neighbour.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+from .errors import InputError
+
+__all__ = ["Volume"]
+
+_GEOMETRY_TOL = 1e-5
+
+
+def _as_triplet(values: ArrayLike, name: str) -> tuple[float, float, float]:
+    arr = np.asarray(values, dtype=float).reshape(-1)
+    if arr.shape != (3,) or not np.all(np.isfinite(arr)):
+        raise InputError(f"{name} must be three finite numbers, got {values!r}", fix=f"pass a 3-element {name}")
+    return (float(arr[0]), float(arr[1]), float(arr[2]))
+
+
+@dataclass(frozen=True, eq=False)
+class Volume:
+    """A 3D scalar image or label map with its physical geometry.
+
+    Attributes:
+        array: Voxel values, shape ``(nx, ny, nz)`` in ITK index order (see module docstring). Read-only.
+        spacing: Voxel size in mm along the array axes, ``(sx, sy, sz)``, all > 0.
+        origin: LPS position in mm of the centre of voxel ``(0, 0, 0)``.
+        direction: 3x3 orthonormal matrix; column ``a`` is the LPS unit vector of array axis ``a``.
+        is_label: True for label maps (integer values, nearest-neighbour resampling).
+    """
+
+    array: NDArray
+    spacing: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    origin: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    direction: NDArray = field(default_factory=lambda: np.eye(3))
+    is_label: bool = False
+
+    def __post_init__(self) -> None:
+        array = np.asarray(self.array)
+        if array.ndim != 3:
+            raise InputError(
+                f"a volume must be 3D, got an array with {array.ndim} dimension(s) and shape {array.shape}",
+                fix="pass a 3D image (a single 2D slice or a 4D series cannot be segmented)",
+            )
+        if min(array.shape) < 1:
+            raise InputError(f"the volume has no voxels (shape {array.shape})", fix="pass a non-empty image")
+        if self.is_label and not np.issubdtype(array.dtype, np.integer):
+            if array.dtype == bool:
+                array = array.astype(np.uint8)
+            else:
+                raise InputError(
+                    f"a label map must hold integers, got dtype {array.dtype}",
+                    fix="round the labels and cast them to an integer type, or load the file as an image",
+                )
+        spacing = _as_triplet(self.spacing, "spacing")
+        if min(spacing) <= 0:
+            raise InputError(f"spacing must be positive, got {spacing}", fix="check the image header")
+        origin = _as_triplet(self.origin, "origin")
+        direction = np.array(self.direction, dtype=float).reshape(3, 3)
+        if not np.allclose(direction.T @ direction, np.eye(3), atol=1e-4):
+            raise InputError(
+                f"direction matrix is not orthonormal: {direction.tolist()}",
+                fix="fix the image header (sheared or scaled direction cosines are not supported)",
+            )
+        if array.flags.writeable:
+            array = array.view()
+            array.flags.writeable = False
+        direction.flags.writeable = False
+        object.__setattr__(self, "array", array)
+        object.__setattr__(self, "spacing", spacing)
+        object.__setattr__(self, "origin", origin)
+        object.__setattr__(self, "direction", direction)
+
+    # ----------------------------------------------------------------- basic properties
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return tuple(int(s) for s in self.array.shape)  # type: ignore[return-value]
+
+    @property
+    def dtype(self) -> np.dtype:
+        return self.array.dtype
+
+    @property
+    def affine(self) -> NDArray:
+        """4x4 matrix mapping homogeneous ITK indices ``(i, j, k, 1)`` to LPS mm."""
+        aff = np.eye(4)
+        aff[:3, :3] = self.direction * np.asarray(self.spacing)[None, :]
+        aff[:3, 3] = self.origin
+        return aff
+
+    @property
+    def voxel_volume_mm3(self) -> float:
+        return float(np.prod(self.spacing))
+
+    # ----------------------------------------------------------------- coordinates
+    def index_to_world(self, ijk: ArrayLike) -> NDArray:
+        """Continuous indices ``(..., 3)`` -> LPS mm ``(..., 3)``."""
+        ijk = np.asarray(ijk, dtype=float)
+        return ijk @ (self.direction * np.asarray(self.spacing)[None, :]).T + np.asarray(self.origin)
+
+    def world_to_index(self, xyz: ArrayLike) -> NDArray:
+        """LPS mm ``(..., 3)`` -> continuous indices ``(..., 3)``."""
+        xyz = np.asarray(xyz, dtype=float) - np.asarray(self.origin)
+        return (xyz @ self.direction) / np.asarray(self.spacing)
+
+    # ----------------------------------------------------------------- derived volumes
+    def with_array(self, array: ArrayLike, *, is_label: bool | None = None) -> Volume:
+        """A new volume on the same grid holding ``array`` (which must have the same shape)."""
+        array = np.asarray(array)
+        if array.shape != self.array.shape:
+            raise InputError(
+                f"array shape {array.shape} does not match the volume grid {self.array.shape}",
+                fix="resample the array onto the grid first",
+            )
+        return Volume(
+            array,
+            self.spacing,
+            self.origin,
+            self.direction,
+            is_label=self.is_label if is_label is None else is_label,
+        )
+
+    def as_label(self, dtype: type | np.dtype | None = None) -> Volume:
+        """This grid as a label map; non-integer arrays are rounded."""
+        array = self.array
+        if not np.issubdtype(array.dtype, np.integer) or dtype is not None:
+            target = np.dtype(dtype) if dtype is not None else np.dtype(np.int32)
+            if not np.issubdtype(array.dtype, np.integer):
+                array = np.rint(array)
+            array = array.astype(target)
+        return self.with_array(array, is_label=True)
+
+    def as_image(self, dtype: type | np.dtype = np.float32) -> Volume:
+        return self.with_array(self.array.astype(dtype), is_label=False)
+
+    def same_grid(self, other: Volume, *, tol: float = _GEOMETRY_TOL) -> bool:
+        """True when both volumes have the same shape, spacing, origin and direction (within ``tol``)."""
+        return (
+            self.shape == other.shape
+            and np.allclose(self.spacing, other.spacing, atol=tol, rtol=0)
+            and np.allclose(self.origin, other.origin, atol=tol, rtol=0)
+            and np.allclose(self.direction, other.direction, atol=tol, rtol=0)
+        )
+
+    def geometry_differences(self, other: Volume, *, tol: float = _GEOMETRY_TOL) -> list[str]:
+        """Human-readable list of how the grids differ (empty when :meth:`same_grid`)."""
+        out = []
+        if self.shape != other.shape:
+            out.append(f"shape {self.shape} vs {other.shape}")
+        for name in ("spacing", "origin", "direction"):
+            a, b = np.asarray(getattr(self, name)), np.asarray(getattr(other, name))
+            if not np.allclose(a, b, atol=tol, rtol=0):
+                out.append(f"{name} {np.round(a, 6).tolist()} vs {np.round(b, 6).tolist()}")
+        return out
+
+    def describe(self) -> str:
+        """A multi-line human-readable summary (size, spacing, orientation, value range)."""
+        from .orientation import orientation_code
+
+        lo, hi = (float(self.array.min()), float(self.array.max()))
+        extent = np.asarray(self.shape) * np.asarray(self.spacing)
+        lines = [
+            f"kind:        {'label map' if self.is_label else 'image'} ({self.dtype})",
+            f"size:        {self.shape[0]} x {self.shape[1]} x {self.shape[2]} voxels",
+            f"spacing:     {self.spacing[0]:.4g} x {self.spacing[1]:.4g} x {self.spacing[2]:.4g} mm",
+            f"extent:      {extent[0]:.1f} x {extent[1]:.1f} x {extent[2]:.1f} mm",
+            f"origin:      ({self.origin[0]:.3f}, {self.origin[1]:.3f}, {self.origin[2]:.3f}) mm LPS",
+            f"orientation: {orientation_code(self.direction)} (closest axes, LPS letters)",
+            f"values:      {lo:.6g} .. {hi:.6g}",
+        ]
+        if self.is_label:
+            labels = np.unique(self.array)
+            shown = ", ".join(str(int(v)) for v in labels[:30]) + (" ..." if labels.size > 30 else "")
+            lines.append(f"labels:      {shown}")
+        return "\n".join(lines)
+
+    @classmethod
+    def from_affine_parts(
+        cls,
+        array: ArrayLike,
+        *,
+        spacing: Sequence[float],
+        origin: Sequence[float],
+        direction: ArrayLike,
+        is_label: bool = False,
+    ) -> Volume:
+        """Keyword-only constructor, handy when building volumes by hand."""
+        return cls(np.asarray(array), tuple(spacing), tuple(origin), np.asarray(direction), is_label)  # type: ignore[arg-type]
