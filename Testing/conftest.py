@@ -1,0 +1,47 @@
+"""Shared pytest fixtures: small volumes with oblique, anisotropic geometry and the shared real data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+
+from spineinstanceseg.volume import Volume
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def oblique_direction(degrees: float = 20.0, *, seed: int = 0) -> np.ndarray:
+    """An orthonormal direction matrix rotated by ``degrees`` about a random axis."""
+    rng = np.random.default_rng(seed)
+    axis = rng.normal(size=3)
+    axis /= np.linalg.norm(axis)
+    return Rotation.from_rotvec(np.deg2rad(degrees) * axis).as_matrix()
+
+
+@pytest.fixture
+def oblique_label_volume() -> Volume:
+    """A 0.6 x 0.6 x 4 mm oblique label map with three blocky labels (uint8)."""
+    array = np.zeros((50, 40, 12), dtype=np.uint8)
+    array[5:25, 5:30, 2:6] = 1
+    array[25:45, 5:30, 2:6] = 2
+    array[10:40, 10:35, 7:11] = 3
+    return Volume(array, (0.6, 0.6, 4.0), (12.5, -30.25, 101.0), oblique_direction(25.0), is_label=True)
+
+
+@pytest.fixture
+def oblique_image_volume() -> Volume:
+    rng = np.random.default_rng(1)
+    array = rng.normal(100.0, 20.0, size=(30, 26, 10)).astype(np.float32)
+    return Volume(array, (0.7, 0.9, 3.5), (-5.0, 7.5, 42.0), oblique_direction(15.0, seed=3))
+
+
+def require_shared_data(*parts: str) -> Path:
+    """Path under ../shared/data, or skip the test with a reason saying what is missing."""
+    path = SHARED_DATA.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"shared test data not available: {path} is absent (it lives beside the repo in ../shared/data)")
+    return path
