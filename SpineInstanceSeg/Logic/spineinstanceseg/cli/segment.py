@@ -1,0 +1,50 @@
+"""Segment every vertebra of one spine CT or MRI (file or DICOM folder) and write the outputs to OUT_DIR/<case>/.
+
+Outputs: instance and semantic label maps, a Slicer .seg.nrrd, centroid markups (.mrk.json) and CSV, a PNG
+preview, a JSON report, and on request per-vertebra STL surfaces and NRRD label maps. Exit codes: 0 success,
+2 bad input or usage, 1 other failure (including "no spine found").
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..progress import format_progress_line
+from .progress_bar import ProgressBar
+from .segment_options import add_segment_options, options_from_args
+
+NAME = "segment"
+HELP = "segment one image (file or DICOM folder) into one label per vertebra"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("input", help="image file (.nii.gz, .nii, .nrrd, .mha, .mhd) or DICOM series folder")
+    parser.add_argument("out_dir", help="output folder; results go to OUT_DIR/<case name>/")
+    parser.add_argument("--case-name", help="name of the case folder and files (default: from the input name)")
+    parser.add_argument(
+        "--progress-lines",
+        action="store_true",
+        help="print machine-readable progress lines on stdout instead of a progress bar (used by Slicer)",
+    )
+    add_segment_options(parser)
+
+
+def _print_line(step: str, fraction: float, message: str) -> None:
+    print(format_progress_line(step, fraction, message), flush=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..pipeline.segment_file import segment_file
+
+    options = options_from_args(args)
+    if args.progress_lines:
+        paths = segment_file(args.input, args.out_dir, options, case_name=args.case_name, progress=_print_line)
+    else:
+        with ProgressBar("spineseg") as bar:
+            paths = segment_file(args.input, args.out_dir, options, case_name=args.case_name, progress=bar)
+    report = paths.get("report")
+    print(f"done: outputs in {report.parent if report else args.out_dir}", file=sys.stderr)
+    for kind, path in sorted(paths.items()):
+        print(f"  {kind:12s} {path}")
+    return 0

@@ -1,0 +1,70 @@
+"""Command-line options shared by `spineseg segment` and `spineseg batch`."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..pipeline.options import EXPORTS, SegmentOptions, parse_exports
+
+
+def add_segment_options(parser: argparse.ArgumentParser) -> None:
+    models = parser.add_argument_group("models")
+    models.add_argument(
+        "--stage1-model", metavar="DIR", help="trained nnU-Net v2 model folder for stage 1 (default: bundled model)"
+    )
+    models.add_argument("--folds", help="nnU-Net folds to use, comma-separated, e.g. 0,1 or all (default: all found)")
+    models.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
+    models.add_argument(
+        "--mask",
+        metavar="PATH",
+        help="existing semantic mask to use instead of stage 1 (a file; with batch, a folder of masks named like "
+        "the inputs)",
+    )
+    models.add_argument(
+        "--mask-convention",
+        default="semantic",
+        help="label convention of --mask: semantic (1 vertebra, 2 disc, 3 canal, 4 sacrum) or a convention "
+        "such as verse, spider, totalseg_total (default: semantic)",
+    )
+    models.add_argument("--stage2-model", metavar="DIR", help="stage-2 model folder (default: bundled model)")
+    models.add_argument(
+        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto (CUDA if available)"
+    )
+    models.add_argument("--batch-size", type=int, default=4, help="stage-2 windows per network call (default: 4)")
+    naming = parser.add_argument_group("level naming (levels are named only when determined)")
+    naming.add_argument("--lowest", metavar="LEVEL", help="level of the lowest vertebra in view, e.g. L5")
+    naming.add_argument("--anchor", metavar="LEVEL", help="level of the highest vertebra in view, e.g. C2")
+    naming.add_argument("--with-l6", action="store_true", help="the patient has a sixth lumbar vertebra")
+    naming.add_argument("--with-t13", action="store_true", help="the patient has a thirteenth thoracic vertebra")
+    outputs = parser.add_argument_group("outputs")
+    outputs.add_argument(
+        "--export",
+        metavar="LIST",
+        help=f"extra outputs, comma-separated, from {', '.join(EXPORTS)} "
+        "(always written: nifti, seg.nrrd, markups, csv, preview, report)",
+    )
+    outputs.add_argument(
+        "--label-format", default=".nii.gz", choices=(".nii.gz", ".nrrd"), help="file format of the label maps"
+    )
+
+
+def options_from_args(args: argparse.Namespace) -> SegmentOptions:
+    folds = None
+    if args.folds and args.folds.strip().lower() != "all":
+        folds = tuple(int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(","))
+    return SegmentOptions(
+        stage1_model=args.stage1_model,
+        folds=folds,
+        checkpoint=args.checkpoint,
+        mask=args.mask,
+        mask_convention=args.mask_convention,
+        stage2_model=args.stage2_model,
+        device=args.device,
+        lowest=args.lowest,
+        anchor=args.anchor,
+        with_t13=args.with_t13,
+        with_l6=args.with_l6,
+        exports=parse_exports(args.export),
+        label_format=args.label_format,
+        batch_size=args.batch_size,
+    )

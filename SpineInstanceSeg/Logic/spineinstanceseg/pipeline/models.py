@@ -1,0 +1,63 @@
+"""Loading the models a run needs, once per process (the batch runner's workers reuse them)."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from ..errors import InputError
+from .options import SegmentOptions
+from .sources import MaskSource, Stage1Source
+
+__all__ = ["load_stage1", "load_stage2", "clear_model_cache"]
+
+log = logging.getLogger(__name__)
+
+_CACHE: dict[tuple, object] = {}
+_LOCK = threading.Lock()
+
+
+def clear_model_cache() -> None:
+    with _LOCK:
+        _CACHE.clear()
+
+
+def _cached(key: tuple, factory):
+    with _LOCK:
+        if key not in _CACHE:
+            log.info("loading %s", key[0])
+            _CACHE[key] = factory()
+        return _CACHE[key]
+
+
+def load_stage2(options: SegmentOptions):
+    """The stage-2 model of ``options`` (bundled when none is given), loaded once per process and device."""
+    from ..stage2.model import Stage2Model, load_bundled_model
+
+    if options.stage2_model is None:
+        return _cached(("stage2", "bundled", options.device), lambda: load_bundled_model(device=options.device))
+    path = str(Path(options.stage2_model).resolve())
+    return _cached(("stage2", path, options.device), lambda: Stage2Model.load(path, device=options.device))
+
+
+def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Stage1Source:
+    """The stage-1 source of ``options``: a given mask, a user's nnU-Net model, or the bundled stage-1 model."""
+    if mask_path is not None:
+        return MaskSource(mask_path, convention=options.mask_convention)
+    from . import nnunet_source
+
+    if options.stage1_model is None:
+        return _cached(
+            ("stage1", "bundled", options.device), lambda: nnunet_source.bundled_source(device=options.device)
+        )
+    path = Path(options.stage1_model)
+    if not path.exists():
+        raise InputError("no such stage-1 model folder", fix="pass an nnU-Net v2 model folder", path=path)
+    key = ("stage1", str(path.resolve()), options.device, options.folds, options.checkpoint)
+    return _cached(
+        key,
+        lambda: nnunet_source.NnUNetSource(
+            path, folds=options.folds, checkpoint=options.checkpoint, device=options.device
+        ),
+    )

@@ -1,0 +1,81 @@
+"""Options of one segmentation run, shared by the CLI, the batch runner and the Slicer module."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from ..atomic import full_suffix
+from ..errors import InputError
+
+__all__ = ["SegmentOptions", "EXPORTS", "DEFAULT_EXPORTS", "parse_exports", "case_name_of"]
+
+EXPORTS = ("nifti", "nrrd", "seg.nrrd", "stl", "markups", "csv", "preview", "report")
+DEFAULT_EXPORTS = ("nifti", "seg.nrrd", "markups", "csv", "preview", "report")
+
+
+def parse_exports(text: str | None) -> tuple[str, ...]:
+    """ "stl,nrrd" -> the default exports plus those; unknown names are an error."""
+    if not text:
+        return DEFAULT_EXPORTS
+    asked = [part.strip().lower() for part in text.split(",") if part.strip()]
+    unknown = [a for a in asked if a not in EXPORTS]
+    if unknown:
+        raise InputError(f"unknown export(s) {unknown}", fix=f"choose from {', '.join(EXPORTS)}")
+    merged = list(DEFAULT_EXPORTS)
+    merged += [a for a in asked if a not in merged]
+    return tuple(merged)
+
+
+def case_name_of(path: str | Path) -> str:
+    """Case name of an input: file name without its image extension (and nnU-Net's _0000), or folder name."""
+    path = Path(path)
+    if path.is_dir():
+        return path.name
+    suffix = full_suffix(path)
+    name = path.name[: len(path.name) - len(suffix)] if suffix else path.name
+    return name[:-5] if name.endswith("_0000") else name
+
+
+@dataclass(frozen=True)
+class SegmentOptions:
+    """Everything that decides how one case is segmented and what is written.
+
+    Attributes:
+        stage1_model: nnU-Net v2 model folder; ``None`` uses the bundled stage-1 model.
+        folds: nnU-Net folds to use (``None``: all folds found in the model folder).
+        checkpoint: nnU-Net checkpoint file name.
+        mask: Existing semantic mask to use instead of stage 1 (a file, or a folder of masks named like the inputs).
+        mask_convention: Label convention of ``mask``.
+        stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
+        device: "auto", "cpu" or "cuda".
+        lowest / anchor / with_t13 / with_l6: Level naming.
+        exports: Outputs to write (see ``EXPORTS``).
+        label_format: File extension of label maps (".nii.gz" or ".nrrd").
+    """
+
+    stage1_model: str | None = None
+    folds: tuple[int | str, ...] | None = None
+    checkpoint: str = "checkpoint_final.pth"
+    mask: str | None = None
+    mask_convention: str = "semantic"
+    stage2_model: str | None = None
+    device: str = "auto"
+    lowest: str | None = None
+    anchor: str | None = None
+    with_t13: bool = False
+    with_l6: bool = False
+    exports: tuple[str, ...] = field(default=DEFAULT_EXPORTS)
+    label_format: str = ".nii.gz"
+    batch_size: int = 4
+
+    def __post_init__(self) -> None:
+        if self.device not in ("auto", "cpu", "cuda", "mps"):
+            raise InputError(f"unknown device {self.device!r}", fix="use auto, cpu or cuda")
+        if self.label_format not in (".nii.gz", ".nii", ".nrrd", ".mha"):
+            raise InputError(f"unsupported label format {self.label_format!r}", fix="use .nii.gz or .nrrd")
+        if self.mask and self.stage1_model:
+            raise InputError("both --mask and --stage1-model were given", fix="give only one stage-1 source")
+
+    def to_dict(self) -> dict:
+        return asdict(self)

@@ -1,0 +1,187 @@
+"""The main job: image -> stage 1 (or a given mask) -> centroids -> stage 2 windows -> fusion -> named instances."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import numpy as np
+from scipy import ndimage
+
+from ..errors import NoSpineFoundError
+from ..levels import SACRUM_CODE
+from ..progress import CancelToken, Progress
+from ..semantic import SACRUM, VERTEBRA
+from ..volume import Volume
+from .naming import LevelNaming, name_vertebrae
+from .result import SegmentationResult, VertebraRecord
+from .sources import MaskSource, Stage1Source
+from .validate import check_image
+
+if TYPE_CHECKING:
+    from ..stage2.model import Stage2Model
+
+__all__ = ["segment", "SACRUM_GAP_MM"]
+
+log = logging.getLogger(__name__)
+
+# The sacrum counts as "directly below" the lowest vertebra when they are at most this far apart (one disc).
+SACRUM_GAP_MM = 20.0
+
+# Share of the progress bar per step (stage 1 dominates on real models).
+_STAGE1_SHARE = (0.0, 0.6)
+_STAGE2_SHARE = (0.6, 0.97)
+
+
+def _sacrum_below(semantic: Volume, instances: Volume, lowest_label: int) -> bool:
+    """True when sacrum voxels lie within SACRUM_GAP_MM of the lowest vertebra, and below its centroid."""
+    sacrum = semantic.array == SACRUM
+    if not sacrum.any():
+        return False
+    lowest = instances.array == lowest_label
+    lowest_idx = np.argwhere(lowest)
+    sacrum_idx = np.argwhere(sacrum)
+    lowest_world = semantic.index_to_world(lowest_idx.mean(axis=0))
+    if semantic.index_to_world(sacrum_idx.mean(axis=0))[2] >= lowest_world[2]:
+        return False  # LPS z is superior: the sacrum's centre must be lower
+    # Distance from the vertebra to the nearest sacrum voxel, in mm, on a crop around the vertebra.
+    margin = np.ceil(SACRUM_GAP_MM / np.asarray(semantic.spacing)).astype(int) + 1
+    lo = np.maximum(lowest_idx.min(axis=0) - margin, 0)
+    hi = np.minimum(lowest_idx.max(axis=0) + margin + 1, semantic.shape)
+    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
+    if not sacrum[crop].any():
+        return False
+    distance = ndimage.distance_transform_edt(~sacrum[crop], sampling=semantic.spacing)
+    return bool(distance[lowest[crop]].min() <= SACRUM_GAP_MM)
+
+
+def _apply_naming(instances: np.ndarray, semantic: Volume, naming: LevelNaming) -> tuple[np.ndarray, list[int]]:
+    """Relabel 1..N (top to bottom) to VerSe codes when levels are known; add the sacrum as code 26."""
+    if not naming.known:
+        return instances, list(range(1, len(naming.codes) + 1))
+    lut = np.zeros(int(instances.max()) + 1, dtype=np.int32)
+    for k, code in enumerate(naming.codes, start=1):
+        lut[k] = int(code)  # type: ignore[arg-type]
+    out = lut[instances]
+    out[(semantic.array == SACRUM) & (out == 0)] = SACRUM_CODE
+    return out, [int(c) for c in naming.codes]  # type: ignore[arg-type]
+
+
+def segment(
+    image: Volume,
+    *,
+    stage1: Stage1Source | Volume,
+    stage2: Stage2Model | None = None,
+    device: str = "auto",
+    lowest: str | None = None,
+    anchor: str | None = None,
+    with_t13: bool = False,
+    with_l6: bool = False,
+    batch_size: int = 4,
+    progress: Callable[[str, float, str], None] | None = None,
+    cancel: CancelToken | None = None,
+    source: str | None = None,
+) -> SegmentationResult:
+    """Segment every vertebra of ``image`` as its own instance.
+
+    Args:
+        image: CT or MRI volume (any orientation and spacing); the result is on exactly this grid.
+        stage1: A stage-1 source (e.g. an nnU-Net model adapter) or an existing semantic mask
+            (:mod:`spineinstanceseg.semantic` classes) to use instead of stage 1.
+        stage2: Loaded stage-2 model; ``None`` loads the bundled one on ``device``.
+        device: "auto" (CUDA when available), "cpu" or "cuda"; used when a model has to be loaded here.
+        lowest / anchor / with_t13 / with_l6: Level naming options (see :mod:`.naming`).
+        batch_size: Windows per network call in stage 2.
+        progress: Callback ``(step, fraction, message)``.
+        cancel: Polled between windows and patches; cancelling raises ``CancelledError``.
+        source: Name of the input (file path) for error messages.
+
+    Raises:
+        InputError: unusable image or mask. NoSpineFoundError: no vertebra in the semantic mask.
+        ModelError: missing or tampered model files. CancelledError: cancelled by the user.
+    """
+    from ..stage2.predict import split_instances
+
+    timings: dict[str, float] = {}
+    warnings: list[str] = []
+    bar = Progress(progress, cancel, step="segment")
+    t0 = time.perf_counter()
+    check_image(image, source=source)
+    bar.update(0.0, "input checked")
+
+    if isinstance(stage1, Volume):
+        stage1 = MaskSource(stage1)
+    t = time.perf_counter()
+    semantic, stage1_warnings = stage1.predict(image, progress=bar.sub(*_STAGE1_SHARE, step="stage1"))
+    warnings.extend(stage1_warnings)
+    timings["stage1"] = time.perf_counter() - t
+    log.info("stage 1 (%s) took %.1f s", stage1.description, timings["stage1"])
+    if not np.any(semantic.array == VERTEBRA):
+        raise NoSpineFoundError(
+            "no spine found: stage 1 found no vertebra in the image",
+            fix="check that the image shows the spine and that the stage-1 model suits this modality",
+            path=source,
+        )
+
+    if stage2 is None:
+        from ..stage2.model import load_bundled_model
+
+        t = time.perf_counter()
+        stage2 = load_bundled_model(device=device)
+        timings["load_stage2"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    split = split_instances(
+        semantic, model=stage2, image=image, batch_size=batch_size, progress=bar.sub(*_STAGE2_SHARE, step="stage2")
+    )
+    timings["stage2"] = time.perf_counter() - t
+    timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
+
+    t = time.perf_counter()
+    instances_1n = np.asarray(split.instances.array)
+    n = len(split.confidence)
+    sacrum_below = n > 0 and _sacrum_below(semantic, split.instances, lowest_label=n)
+    naming = name_vertebrae(
+        n, sacrum_below=sacrum_below, lowest=lowest, anchor=anchor, with_t13=with_t13, with_l6=with_l6
+    )
+    relabelled, labels = _apply_naming(instances_1n, semantic, naming)
+    instances = image.with_array(relabelled.astype(np.int16), is_label=True)
+    counts = np.bincount(instances_1n.reshape(-1), minlength=n + 1)
+    records = tuple(
+        VertebraRecord(
+            label=labels[k],
+            name=naming.names[k],
+            level_code=naming.codes[k],
+            centroid_lps=tuple(float(c) for c in np.asarray(split.centroids_lps)[k]),  # type: ignore[arg-type]
+            confidence=float(split.confidence[k]),
+            voxel_count=int(counts[k + 1]),
+            volume_ml=float(counts[k + 1] * image.voxel_volume_mm3 / 1000.0),
+        )
+        for k in range(n)
+    )
+    low_conf = [r.name for r in records if r.confidence < 0.5]
+    if low_conf:
+        warnings.append(f"low stage-2 agreement (confidence < 0.5) for {', '.join(low_conf)}: check these")
+    timings["naming"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    bar.update(1.0, f"{n} vertebrae")
+    models = {"stage1": stage1.model_info(), "stage2": _stage2_info(stage2)}
+    return SegmentationResult(
+        instances=instances,
+        semantic=semantic.with_array(semantic.array.astype(np.uint8), is_label=True),
+        vertebrae=records,
+        naming_rule=naming.rule,
+        stage1_source=stage1.description,
+        models=models,
+        timings=timings,
+        warnings=tuple(warnings),
+    )
+
+
+def _stage2_info(model: object) -> dict:
+    info = getattr(model, "info", None)
+    if callable(info):
+        return dict(info())
+    return {"name": type(model).__name__, "path": None, "sha256": None}

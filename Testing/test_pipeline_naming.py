@@ -1,0 +1,53 @@
+"""Level naming happens only when a rule determines it."""
+
+from __future__ import annotations
+
+import pytest
+
+from spineinstanceseg.errors import InputError
+from spineinstanceseg.pipeline.naming import name_vertebrae
+
+
+def test_no_rule_means_numbered_from_top():
+    naming = name_vertebrae(3)
+    assert naming.names == ("Vertebra 1", "Vertebra 2", "Vertebra 3")
+    assert not naming.known and "not determined" in naming.rule
+
+
+def test_sacrum_counts_up_from_l5():
+    naming = name_vertebrae(6, sacrum_below=True)
+    assert naming.names == ("T12", "L1", "L2", "L3", "L4", "L5")
+    assert naming.codes == (19, 20, 21, 22, 23, 24)
+    assert "sacrum" in naming.rule
+
+
+def test_sacrum_with_l6_and_t13():
+    naming = name_vertebrae(8, sacrum_below=True, with_l6=True, with_t13=True)
+    assert naming.names == ("T12", "T13", "L1", "L2", "L3", "L4", "L5", "L6")
+    assert naming.codes[1] == 28 and naming.codes[-1] == 25
+
+
+def test_user_anchor_and_lowest():
+    assert name_vertebrae(3, anchor="C2").names == ("C2", "C3", "C4")
+    assert name_vertebrae(2, lowest="l1").names == ("T12", "L1")
+    assert "user" in name_vertebrae(2, lowest="L1").rule
+
+
+def test_user_level_beats_sacrum_rule():
+    assert name_vertebrae(2, sacrum_below=True, lowest="L4").names == ("L3", "L4")
+
+
+def test_impossible_names_are_errors():
+    with pytest.raises(InputError, match="run past C1"):
+        name_vertebrae(5, lowest="C3")
+    with pytest.raises(InputError, match="with-l6"):
+        name_vertebrae(2, lowest="L6")
+    with pytest.raises(InputError, match="only one"):
+        name_vertebrae(2, lowest="L5", anchor="C1")
+    with pytest.raises(InputError, match="unknown vertebral level"):
+        name_vertebrae(2, lowest="X9")
+
+
+def test_too_many_above_sacrum_stays_unnamed():
+    naming = name_vertebrae(30, sacrum_below=True)
+    assert not naming.known and naming.names[0] == "Vertebra 1"
