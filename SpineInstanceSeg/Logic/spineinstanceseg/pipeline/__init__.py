@@ -1,0 +1,8 @@
+"""The main job: image -> stage 1 (or a given mask) -> stage-2 windows -> fusion -> named vertebrae -> outputs."""
+
+from __future__ import annotations
+
+from .result import SegmentationResult, VertebraRecord
+from .run import segment
+
+__all__ = ["segment", "SegmentationResult", "VertebraRecord"]
