@@ -1,0 +1,203 @@
+"""The spine's centre line and the rigid pose (centre + rotation) of every vertebra, disc and the sacrum.
+
+World frame: LPS mm with the S1 endplate centre at the origin, +z superior. The centre line is parametrised by
+arc length ``s`` (mm, 0 at the S1 endplate, growing upwards). Its tangent tilts in the sagittal plane by the angle
+``alpha(s)`` (lordosis/kyphosis: piecewise-constant curvature per region, starting from the sacral slope) and in
+the coronal plane by ``beta(s)`` (scoliosis: half a sine wave, Cobb angle up to ~30 degrees); each vertebra is
+also rotated about the tangent by ``gamma`` (axial rotation, larger at the scoliotic apex). Vertebrae are rigid
+bodies stacked along the curve: body heights plus disc heights give their ``s``; discs become wedge-shaped where
+the curve bends.
+
+A pose's rotation matrix has columns ``(e_u, e_v, e_w)`` = (left, posterior, superior) of the local frame, so
+``world = centre + R @ (u, v, w)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from numpy.typing import NDArray
+
+from ..levels import SACRUM_CODE
+from .anatomy import SacrumShape, VertebraShape
+
+__all__ = ["Pose", "SpineLayout", "DiscPlacement", "build_layout", "CurveParams", "sample_curve_params"]
+
+
+@dataclass(frozen=True)
+class Pose:
+    centre: NDArray  # (3,) LPS mm
+    rotation: NDArray  # (3, 3) columns e_u, e_v, e_w
+
+    def to_local(self, world: NDArray) -> NDArray:
+        """World points ``(..., 3)`` -> local ``(..., 3)``."""
+        return (np.asarray(world) - self.centre) @ self.rotation
+
+    def to_world(self, local: NDArray) -> NDArray:
+        return np.asarray(local) @ self.rotation.T + self.centre
+
+
+@dataclass(frozen=True)
+class CurveParams:
+    """Random shape of one spine's centre line (angles in degrees, lengths in mm)."""
+
+    sacral_slope: float = 0.0
+    lordosis: float = 0.0
+    kyphosis: float = 0.0
+    cervical_lordosis: float = 0.0  # final forward tilt at C1 (the lordosis itself follows from the kyphosis)
+    cobb: float = 0.0
+    scoliosis_centre: float = 0.0  # s of the apex (mm)
+    scoliosis_half_wave: float = 250.0  # mm
+    scoliosis_sign: float = 1.0
+    rotation_gain: float = 0.0  # axial rotation at the apex per degree of Cobb angle
+    jitter: tuple[float, ...] = field(default_factory=tuple)  # per-vertebra axial rotation jitter (deg)
+
+
+def sample_curve_params(rng: np.random.Generator, n_vertebrae: int, *, curvature: bool = True) -> CurveParams:
+    """Draw a plausible adult spine shape; ``curvature=False`` gives a straight spine along +z."""
+    if not curvature:
+        return CurveParams(jitter=(0.0,) * n_vertebrae)
+    scoliotic = rng.uniform() < 0.5
+    return CurveParams(
+        sacral_slope=float(rng.uniform(28, 45)),
+        lordosis=float(rng.uniform(35, 60)),
+        kyphosis=float(rng.uniform(25, 50)),
+        cervical_lordosis=float(rng.uniform(-20, 0)),  # tilt of the top of the spine
+        cobb=float(rng.uniform(10, 30) if scoliotic else rng.uniform(0, 6)),
+        scoliosis_centre=float(rng.uniform(60, 400)),
+        scoliosis_half_wave=float(rng.uniform(180, 320)),
+        scoliosis_sign=float(rng.choice([-1.0, 1.0])),
+        rotation_gain=float(rng.uniform(0.3, 0.6)),
+        jitter=tuple(float(x) for x in rng.uniform(-2.5, 2.5, n_vertebrae)),
+    )
+
+
+@dataclass(frozen=True)
+class DiscPlacement:
+    upper: int  # VerSe code of the vertebra above
+    lower: int  # code below (26 for L5/S1)
+    pose: Pose
+    height: float  # nominal height (mm, negative when the endplates overlap)
+
+
+@dataclass(frozen=True)
+class SpineLayout:
+    """Every vertebra's shape and pose, the discs between them and the sacrum (head to feet)."""
+
+    shapes: dict[int, VertebraShape]
+    poses: dict[int, Pose]  # vertebra codes and SACRUM_CODE
+    discs: list[DiscPlacement]
+    sacrum: SacrumShape
+    order: list[int]  # codes from head to feet, sacrum last
+    arc: dict[int, float]  # s (mm) of each body centre; 0 for the sacrum (its endplate)
+
+
+def _frame(alpha: float, beta: float, gamma: float) -> NDArray:
+    """Rotation whose e_w is the tangent for tilts alpha (anterior) / beta (left), rotated gamma about it."""
+    tangent = np.array([np.sin(beta), -np.sin(alpha), np.cos(alpha) * np.cos(beta)])
+    tangent /= np.linalg.norm(tangent)
+    post = np.array([0.0, 1.0, 0.0]) - tangent[1] * tangent
+    post /= np.linalg.norm(post)
+    left = np.cross(post, tangent)
+    c, s = np.cos(gamma), np.sin(gamma)
+    e_u = c * left + s * post
+    e_v = -s * left + c * post
+    return np.stack([e_u, e_v, tangent], axis=1)
+
+
+def build_layout(
+    shapes: dict[int, VertebraShape],
+    order: list[int],
+    sacrum: SacrumShape,
+    curve: CurveParams,
+    *,
+    disc_override: dict[int, float] | None = None,
+) -> SpineLayout:
+    """Stack the vertebrae ``order`` (head to feet, sacrum last) on the curve described by ``curve``.
+
+    ``disc_override`` maps the code of the vertebra above a disc to a forced disc height (hard cases).
+    """
+    disc_override = disc_override or {}
+    vertebrae = [c for c in order if c != SACRUM_CODE]
+    # Arc length of each body centre, stacking upwards from the S1 endplate at s = 0.
+    arc: dict[int, float] = {}
+    s = 0.0
+    for code in reversed(vertebrae):
+        shp = shapes[code]
+        disc = disc_override.get(code, shp.disc_below)
+        mean_h = 0.5 * (shp.height + shp.height_ant)
+        s += disc + mean_h / 2.0
+        arc[code] = s
+        s += mean_h / 2.0
+    s_top = s
+    # Region boundaries along s (lumbar: up to the top of the first lumbar-kind level, thoracic: up to T1).
+    lumbar_top = max((arc[c] + shapes[c].height / 2 for c in vertebrae if shapes[c].kind == "lumbar"), default=0.0)
+    thor_top = max((arc[c] + shapes[c].height / 2 for c in vertebrae if shapes[c].kind == "thoracic"), default=0.0)
+
+    # The neck brings the head back over the trunk: the cervical lordosis undoes the tilt reached at T1 and
+    # leaves the top of the spine within about -20..0 degrees of vertical (tilted back).
+    alpha_t1 = 0.5 * curve.lordosis - curve.lordosis + curve.kyphosis
+    cervical = alpha_t1 - curve.cervical_lordosis
+
+    def kappa(x: NDArray) -> NDArray:
+        k = np.where(x < lumbar_top, -curve.lordosis / max(lumbar_top, 1.0), 0.0)
+        k = np.where((x >= lumbar_top) & (x < thor_top), curve.kyphosis / max(thor_top - lumbar_top, 1.0), k)
+        return np.where(x >= thor_top, -cervical / max(s_top - thor_top, 1.0), k)
+
+    step = 0.5
+    grid = np.arange(0.0, s_top + 40.0 + step, step)
+    # The lumbar curve is about balanced over the sacrum: it starts tilted forwards by half the lordosis; the
+    # sacrum itself is tilted further (sacral slope), the L5/S1 disc taking up the difference as a wedge.
+    alpha0 = 0.5 * curve.lordosis
+    alpha = np.radians(alpha0 + np.concatenate([[0.0], np.cumsum(kappa(grid[:-1]) * step)]))
+    phase = (grid - curve.scoliosis_centre) / curve.scoliosis_half_wave * np.pi
+    half_cobb = np.radians(curve.cobb / 2.0) * curve.scoliosis_sign
+    beta = half_cobb * np.sin(phase)
+    tangent = np.stack([np.sin(beta), -np.sin(alpha), np.cos(alpha) * np.cos(beta)], axis=1)
+    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+    points = np.concatenate([[np.zeros(3)], np.cumsum(0.5 * (tangent[1:] + tangent[:-1]) * step, axis=0)])
+
+    def pose_at(x: float, gamma_deg: float) -> Pose:
+        i = float(np.clip(x / step, 0, len(grid) - 1.001))
+        i0, f = int(i), i - int(i)
+        centre = points[i0] * (1 - f) + points[i0 + 1] * f
+        a = alpha[i0] * (1 - f) + alpha[i0 + 1] * f
+        b = beta[i0] * (1 - f) + beta[i0 + 1] * f
+        return Pose(centre, _frame(a, b, np.radians(gamma_deg)))
+
+    def gamma_at(x: float) -> float:
+        # Vertebrae at the scoliotic apex turn most (towards the convex side).
+        ph = (x - curve.scoliosis_centre) / curve.scoliosis_half_wave * np.pi
+        return -curve.scoliosis_sign * curve.rotation_gain * curve.cobb * float(np.cos(ph))
+
+    poses: dict[int, Pose] = {}
+    gammas: dict[int, float] = {}
+    for idx, code in enumerate(vertebrae):
+        jitter = curve.jitter[idx] if idx < len(curve.jitter) else 0.0
+        gammas[code] = gamma_at(arc[code]) + jitter
+        poses[code] = pose_at(arc[code], gammas[code])
+    base = pose_at(0.0, gamma_at(0.0))
+    extra = np.radians(max(curve.sacral_slope - alpha0, 0.0))
+    # Tilt the sacrum about its left-right axis so that its endplate faces further forwards.
+    c, s_ = np.cos(extra), np.sin(extra)
+    tilt = np.array([[1.0, 0.0, 0.0], [0.0, c, -s_], [0.0, s_, c]])
+    poses[SACRUM_CODE] = Pose(base.centre, base.rotation @ tilt)
+    arc[SACRUM_CODE] = 0.0
+    gammas[SACRUM_CODE] = gamma_at(0.0)
+
+    discs = []
+    below = [*vertebrae[1:], SACRUM_CODE]
+    for upper, lower in zip(vertebrae, below, strict=True):
+        if shapes[upper].kind == "atlas":
+            continue  # no disc between C1 and C2
+        up_h = 0.5 * (shapes[upper].height + shapes[upper].height_ant)
+        s_bottom = arc[upper] - up_h / 2.0
+        if lower == SACRUM_CODE:
+            s_top_lower = 0.0
+        else:
+            s_top_lower = arc[lower] + 0.25 * (shapes[lower].height + shapes[lower].height_ant)
+        height = disc_override.get(upper, shapes[upper].disc_below)
+        x = 0.5 * (s_bottom + s_top_lower)
+        discs.append(DiscPlacement(upper, lower, pose_at(x, 0.5 * (gammas[upper] + gammas[lower])), height))
+    return SpineLayout(dict(shapes), poses, discs, sacrum, list(order), arc)
