@@ -1,0 +1,60 @@
+"""The Slicer-side console helpers on the real pipeline (child process running ``spineseg segment``).
+
+Slow (a full pipeline run on CPU); skipped until the ``segment`` command and the bundled models exist.
+Uses the phantom's semantic map as the existing stage-1 segmentation, so only stage 2 runs.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+slicer = pytest.importorskip("slicer", reason="slicer-core (MRML without the application) is not installed")
+if not hasattr(slicer, "vtkMRMLScene"):
+    pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
+
+pytestmark = pytest.mark.slow
+
+
+def _require_pipeline() -> None:
+    from spineinstanceseg.cli.main import COMMAND_MODULES
+
+    if "segment" not in COMMAND_MODULES:
+        pytest.skip("the 'segment' CLI command is not registered yet (spineinstanceseg.cli.main.COMMAND_MODULES)")
+    from spineinstanceseg.stage2.model import WEIGHTS_FILE, bundled_model_dir
+
+    if not (bundled_model_dir() / WEIGHTS_FILE).is_file():
+        pytest.skip(f"no bundled stage-2 model in {bundled_model_dir()}")
+
+
+def test_segment_volume_node_with_existing_mask(tmp_path):
+    _require_pipeline()
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.slicer.console import segment_volume_node
+    from spineinstanceseg.slicer.mrml_adapter import vertebra_segment_ids
+    from spineinstanceseg.slicer.volume_nodes import RAS_FROM_LPS, volume_to_node
+
+    phantom = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
+    scene = slicer.vtkMRMLScene()
+    volume = volume_to_node(phantom.image, scene, name="phantom")
+    mask = volume_to_node(phantom.semantic, scene, name="phantom semantic")
+    progress = []
+    nodes = segment_volume_node(
+        volume,
+        mask_node=mask,
+        options=SegmentOptions(device="cpu", mask_convention="semantic"),
+        out_dir=tmp_path,
+        on_progress=lambda step, fraction, message: progress.append(fraction),
+        timeout=1200,
+    )
+    assert progress and max(progress) > 0.5
+    vertebrae = vertebra_segment_ids(nodes.segmentation)
+    truth = {code: c for code, c in phantom.centroids.items() if code != 26}
+    assert abs(len(vertebrae) - len(truth)) <= 1
+    true_ras = np.array([RAS_FROM_LPS[:3, :3] @ np.asarray(c) for c in truth.values()])
+    for i in range(nodes.markups.GetNumberOfControlPoints()):
+        position = np.array(nodes.markups.GetNthControlPointPositionWorld(i))
+        assert np.min(np.linalg.norm(true_ras - position, axis=1)) < 10.0
+    assert (tmp_path / "phantom" / "phantom_report.json").is_file()  # the CLI's outputs were kept
+    assert (tmp_path / "phantom" / "phantom.seg.nrrd").is_file()
