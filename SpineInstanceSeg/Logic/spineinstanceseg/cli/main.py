@@ -16,7 +16,7 @@ from .. import __version__
 from ..errors import CancelledError, InputError, SpineSegError
 
 # Sub-command modules, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("info",)
+COMMAND_MODULES: tuple[str, ...] = ("demo", "segment", "batch", "evaluate", "phantom", "dataset", "train", "info")
 
 log = logging.getLogger("spineinstanceseg.cli")
 

@@ -45,7 +45,7 @@ def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Sta
     """The stage-1 source of ``options``: a given mask, a user's nnU-Net model, or the bundled stage-1 model."""
     if mask_path is not None:
         return MaskSource(mask_path, convention=options.mask_convention)
-    from . import nnunet_source
+    from ..stage1 import sources as nnunet_source
 
     if options.stage1_model is None:
         return _cached(
