@@ -1,0 +1,194 @@
+"""Stage-2 inference: semantic mask -> centroids -> windows -> network (batched) -> DiceFusion -> instances.
+
+Everything between the first and the last step happens on the working grid (:mod:`.working_grid`); the result
+is on exactly the input grid, where every stage-1 vertebra voxel carries a label 1..N (top to bottom) and no
+other voxel does.
+
+The model is duck-typed (see :class:`spineinstanceseg.stage2.model.Stage2Model`): it needs ``config.window``
+(:class:`.windows.WindowSpec`), ``config.channels`` (input channel names) and
+``predict_windows(inputs (B, C, *size) float32) -> (B, 4, *size)`` class probabilities.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from ..errors import ModelError, NoSpineFoundError
+from ..progress import Progress
+from ..resample import resample_to_grid
+from ..semantic import DISC, VERTEBRA
+from ..volume import Volume
+from .centroids import locate_vertebrae
+from .encoding import IMAGE_CHANNEL, encode_input, normalise_image
+from .fusion import WindowPrediction, dice_fusion
+from .windows import WindowSpec, crop_window, window_corner
+from .working_grid import labels_to_input_grid, to_working_grid
+
+if TYPE_CHECKING:
+    from .model import Stage2Model
+
+__all__ = ["Stage2Result", "split_instances"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Stage2Result:
+    """What stage 2 returns; every volume is on the input grid.
+
+    Attributes:
+        instances: Label map, vertebrae 1..N from top to bottom, 0 elsewhere (int16, int32 beyond 32767).
+        centroids_lps: (N, 3) physical centroid (LPS mm) of each final instance, computed on the input grid.
+        confidence: (N,) DiceFusion agreement per vertebra in [0, 1] (see :mod:`.fusion`).
+        n_windows: Number of windows that went through the network.
+        seed_centroids_lps: (M, 3) the centroids the windows were centred on (LPS mm), top to bottom.
+        timings: Seconds per step ("working_grid", "centroids", "network", "fusion", "to_input_grid", "total").
+    """
+
+    instances: Volume
+    centroids_lps: NDArray[np.float64]
+    confidence: NDArray[np.float64]
+    n_windows: int
+    seed_centroids_lps: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def _model_spec(model: Any) -> tuple[WindowSpec, tuple[str, ...]]:
+    config = getattr(model, "config", None)
+    spec = getattr(config, "window", None)
+    channels = getattr(config, "channels", None)
+    if not isinstance(spec, WindowSpec) or not channels or not callable(getattr(model, "predict_windows", None)):
+        raise ModelError(
+            f"{type(model).__name__} is not a stage-2 model (needs config.window, config.channels, predict_windows)",
+            fix="load one with spineinstanceseg.stage2.model.Stage2Model.load or load_bundled_model",
+        )
+    return spec, tuple(channels)
+
+
+def _instance_centroids(instances: NDArray, n: int, volume: Volume) -> NDArray[np.float64]:
+    """(n, 3) LPS centroids of labels 1..n of ``instances`` (on ``volume``'s grid), computed in their bounding box."""
+    if n == 0:
+        return np.zeros((0, 3))
+    box = ndimage.find_objects((instances > 0).astype(np.uint8))[0]
+    sub = instances[box]
+    idx = ndimage.center_of_mass(np.ones(sub.shape, dtype=np.uint8), sub, np.arange(1, n + 1))
+    lo = np.array([b.start for b in box], dtype=float)
+    return volume.index_to_world(np.asarray(idx, dtype=float).reshape(n, 3) + lo)
+
+
+def split_instances(
+    semantic: Volume,
+    *,
+    model: Stage2Model,
+    image: Volume | None = None,
+    batch_size: int = 4,
+    progress: Progress | None = None,
+) -> Stage2Result:
+    """Split the vertebra class of a stage-1 semantic mask into one instance per vertebra.
+
+    Args:
+        semantic: Label map of :mod:`spineinstanceseg.semantic` classes, any grid (oblique, anisotropic).
+        model: A stage-2 model (duck-typed, see module docstring).
+        image: The image on any grid covering the mask; used only if the model has an image input channel.
+        batch_size: Windows per network call.
+        progress: Reports per batch of windows; cancellation is checked per batch.
+
+    Raises:
+        NoSpineFoundError: the mask has no vertebra voxel.
+        ModelError: ``model`` lacks the stage-2 interface or returns the wrong shape.
+        InputError: the model needs an image and none was given.
+        CancelledError: cancelled through ``progress``.
+    """
+    progress = progress or Progress()
+    spec, channels = _model_spec(model)
+    timings: dict[str, float] = {}
+    t_start = t = time.perf_counter()
+    semantic = semantic if semantic.is_label else semantic.as_label()
+    if not np.any(semantic.array == VERTEBRA):
+        raise NoSpineFoundError(
+            "no spine found: the semantic mask has no vertebra voxel, so there is nothing to split",
+            fix="check the stage-1 result (or the mask you passed): vertebrae must have the value "
+            f"{VERTEBRA}; convert other conventions with spineinstanceseg.conventions first",
+        )
+    grid = to_working_grid(semantic, spec.spacing_mm)
+    work = np.asarray(grid.array)
+    vert = work == VERTEBRA
+    progress.update(0.02, "working grid ready")
+    timings["working_grid"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    layout = locate_vertebrae(vert, spacing_mm=spec.spacing_mm, disc=work == DISC)
+    n = len(layout.centroids)
+    timings["centroids"] = time.perf_counter() - t
+    log.info("stage 2: %d vertebra centroids", n)
+    progress.update(0.08, f"{n} vertebra centroids")
+
+    t = time.perf_counter()
+    image_w = None
+    if IMAGE_CHANNEL in channels and image is not None:
+        image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
+    corners = [window_corner(c, spec.size) for c in layout.centroids]
+    preds: list[WindowPrediction] = []
+    step = max(1, int(batch_size))
+    n_batches = max(1, -(-n // step))
+    for b, start in enumerate(range(0, n, step)):
+        progress.check()
+        chunk = corners[start : start + step]
+        sem_windows = np.stack([crop_window(work, c, spec.size) for c in chunk])
+        img_windows = None if image_w is None else np.stack([crop_window(image_w, c, spec.size) for c in chunk])
+        inputs = np.ascontiguousarray(encode_input(sem_windows, channels=channels, image=img_windows))
+        outputs = np.asarray(model.predict_windows(inputs))
+        if outputs.shape != (len(chunk), 4, *spec.size):
+            raise ModelError(
+                f"the stage-2 model returned shape {outputs.shape}, expected {(len(chunk), 4, *spec.size)}",
+                fix="use a stage-2 model with 4 output classes (background, top, centre, bottom)",
+            )
+        for k, corner in enumerate(chunk):
+            preds.append(WindowPrediction.from_output(start + k, corner, outputs[k]))
+        progress.update(0.08 + 0.8 * (b + 1) / n_batches, f"stage-2 windows {min(start + step, n)}/{n}")
+    timings["network"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    if n:
+        fused = dice_fusion(preds, n_vertebrae=n, vertebra_mask=vert)
+        labels_w, confidence = fused.labels, fused.confidence
+    else:  # the vertebra voxels vanished on the working grid (a sliver): one vertebra, no evidence
+        labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
+    timings["fusion"] = time.perf_counter() - t
+    progress.update(0.92, "windows fused")
+
+    t = time.perf_counter()
+    out = labels_to_input_grid(labels_w, grid, np.asarray(grid.canonical.array) == VERTEBRA)
+    values = np.asarray(out.array)
+    confidence = np.asarray(confidence, dtype=float)
+    if not values.any():  # see the sliver case above
+        values = (np.asarray(semantic.array) == VERTEBRA).astype(np.int32)
+        confidence = np.zeros(1)
+    present = np.nonzero(np.bincount(values.ravel()))[0]
+    present = present[present > 0]
+    if len(present) != int(values.max()):  # a vertebra thinner than the input grid vanished: keep 1..N dense
+        lut = np.zeros(int(values.max()) + 1, dtype=np.int32)
+        lut[present] = np.arange(1, len(present) + 1)
+        values, confidence = lut[values], confidence[present - 1]
+    n_final = len(present)
+    dtype = np.int16 if n_final < np.iinfo(np.int16).max else np.int32
+    instances = semantic.with_array(values.astype(dtype), is_label=True)
+    centroids = _instance_centroids(values, n_final, semantic)
+    timings["to_input_grid"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    progress.update(1.0, f"{n_final} vertebrae")
+    return Stage2Result(
+        instances=instances,
+        centroids_lps=centroids,
+        confidence=confidence[:n_final],
+        n_windows=n,
+        seed_centroids_lps=grid.volume.index_to_world(layout.centroids) if n else np.zeros((0, 3)),
+        timings=timings,
+    )
