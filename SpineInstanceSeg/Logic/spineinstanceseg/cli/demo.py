@@ -45,6 +45,8 @@ def run(args: argparse.Namespace) -> int:
     scores = evaluate_instances(predicted, read_label_map(case.instances))
     print(f"outputs:  {paths['report'].parent}")
     print(f"preview:  {paths['preview']}")
-    print(f"accuracy against the phantom's ground truth: instance F1 (IoU >= 0.5) = {scores.f1:.3f}, "
-          f"mean instance Dice = {scores.mean_dice:.3f}")
+    print(
+        f"accuracy against the phantom's ground truth: instance F1 (IoU >= 0.5) = {scores.f1:.3f}, "
+        f"mean instance Dice = {scores.mean_dice:.3f}"
+    )
     return 0

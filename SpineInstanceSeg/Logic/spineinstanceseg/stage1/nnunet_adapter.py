@@ -1,0 +1,264 @@
+"""The one module of the project that imports nnunetv2: planning, preprocessing, training and prediction calls.
+
+Everything here is a thin call into nnU-Net v2's own API (tested with 2.8.1); the project-level logic (volumes,
+model cards, label mapping, device fallback) lives in :mod:`.model` and :mod:`.training`.
+
+Array convention at this boundary: nnU-Net's SimpleITK reader gives arrays in SimpleITK order ``(z, y, x)``
+with spacing reversed to match, i.e. exactly ``numpy.transpose(volume.array, (2, 1, 0))`` and
+``volume.spacing[::-1]`` for a :class:`~spineinstanceseg.volume.Volume`. Prediction goes through nnU-Net's own
+preprocessing (crop, normalise, resample to the plans' spacing), sliding-window inference with Gaussian
+weighting and mirroring, and resampling back to the input shape.
+
+nnU-Net prints progress to stdout; those lines are sent to this module's logger at DEBUG level instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Callable, Iterator, Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from nnunetv2.experiment_planning.plan_and_preprocess_api import (
+    extract_fingerprints,
+    plan_experiments,
+    preprocess,
+)
+from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
+from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
+from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
+
+from .environment import ensure_data_workers, register_trainers
+
+__all__ = [
+    "NNUNET_VERSION",
+    "PatchCallback",
+    "load_predictor",
+    "predictor_to_cpu",
+    "predict_array",
+    "plan_and_preprocess",
+    "train_fold",
+]
+
+log = logging.getLogger(__name__)
+
+try:
+    from importlib.metadata import version as _version
+
+    NNUNET_VERSION = _version("nnunetv2")
+except Exception:  # pragma: no cover - metadata missing in odd installs
+    NNUNET_VERSION = "unknown"
+
+# (fold_index, n_folds, patches_done, patches_total); may raise CancelledError to stop the prediction.
+PatchCallback = Callable[[int, int, int, int], None]
+
+
+class _LogWriter(io.TextIOBase):
+    """A file-like object that turns nnU-Net's prints into DEBUG log lines."""
+
+    def write(self, text: str) -> int:
+        for line in text.splitlines():
+            if line.strip():
+                log.debug("nnU-Net: %s", line.rstrip())
+        return len(text)
+
+
+@contextlib.contextmanager
+def quiet_stdout() -> Iterator[None]:
+    with contextlib.redirect_stdout(_LogWriter()):
+        yield
+
+
+class _ProgressPredictor(nnUNetPredictor):
+    """nnU-Net's predictor with a per-patch hook (its own loop is unchanged; we only count the patches).
+
+    ``predict_logits_from_preprocessed_data`` runs one sliding window per fold; each computes its patch list
+    once (``_internal_get_sliding_window_slicers``) and predicts every patch through
+    ``_internal_maybe_mirror_and_predict``. Counting both gives "fold k of n, patch i of m".
+    """
+
+    on_patch: PatchCallback | None = None
+
+    def reset_progress(self, callback: PatchCallback | None) -> None:
+        self.on_patch = callback
+        self._fold = -1
+        self._done = 0
+        self._total = 1
+
+    def _internal_get_sliding_window_slicers(self, image_size):
+        slicers = super()._internal_get_sliding_window_slicers(image_size)
+        self._fold = getattr(self, "_fold", -1) + 1
+        self._done, self._total = 0, max(1, len(slicers))
+        return slicers
+
+    def _internal_maybe_mirror_and_predict(self, x: torch.Tensor) -> torch.Tensor:
+        prediction = super()._internal_maybe_mirror_and_predict(x)
+        self._done = min(getattr(self, "_done", 0) + 1, getattr(self, "_total", 1))
+        if self.on_patch is not None:
+            n_folds = len(self.list_of_parameters or [None])
+            self.on_patch(max(self._fold, 0), n_folds, self._done, self._total)
+        return prediction
+
+
+def load_predictor(
+    folder: str | Path,
+    *,
+    folds: Sequence[int | str],
+    checkpoint: str,
+    device: torch.device,
+    tile_step_size: float = 0.5,
+    use_mirroring: bool = True,
+) -> nnUNetPredictor:
+    """An initialised nnU-Net predictor for a trained model folder (weights of all ``folds`` kept in memory)."""
+    register_trainers()  # the checkpoint names its trainer class; ours are found through nnUNet_extTrainer
+    with quiet_stdout():
+        predictor = _ProgressPredictor(
+            tile_step_size=tile_step_size,
+            use_gaussian=True,
+            use_mirroring=use_mirroring,
+            perform_everything_on_device=device.type == "cuda",
+            device=device,
+            verbose=False,
+            verbose_preprocessing=False,
+            allow_tqdm=False,
+        )
+        predictor.initialize_from_trained_model_folder(str(folder), tuple(folds), checkpoint_name=checkpoint)
+    return predictor
+
+
+def predictor_to_cpu(predictor: nnUNetPredictor) -> None:
+    """Move a predictor to the CPU (after a CUDA out-of-memory error)."""
+    predictor.device = torch.device("cpu")
+    predictor.perform_everything_on_device = False
+    predictor.network = predictor.network.to("cpu")
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def predict_array(
+    predictor: nnUNetPredictor,
+    data: np.ndarray,
+    spacing_zyx: Sequence[float],
+    *,
+    on_patch: PatchCallback | None = None,
+) -> np.ndarray:
+    """Predict a label map for one case with nnU-Net's preprocessing, sliding window and export resampling.
+
+    Args:
+        data: ``(channels, z, y, x)`` float32 array in SimpleITK axis order.
+        spacing_zyx: Voxel spacing in mm in the same (reversed) order.
+        on_patch: Called after every patch (see :data:`PatchCallback`).
+
+    Returns:
+        ``(z, y, x)`` label map in the model's label values, same shape as ``data[0]``.
+    """
+    properties = {"spacing": [float(s) for s in spacing_zyx]}
+    if isinstance(predictor, _ProgressPredictor):
+        predictor.reset_progress(on_patch)
+    with quiet_stdout():
+        adapter = PreprocessAdapterFromNpy(
+            [np.asarray(data, dtype=np.float32)],
+            None,
+            [properties],
+            None,
+            predictor.plans_manager,
+            predictor.dataset_json,
+            predictor.configuration_manager,
+            num_threads_in_multithreaded=1,
+            verbose=False,
+        )
+        item = next(adapter)
+        logits = predictor.predict_logits_from_preprocessed_data(item["data"]).cpu()
+        labels = convert_predicted_logits_to_segmentation_with_correct_shape(
+            logits,
+            predictor.plans_manager,
+            predictor.configuration_manager,
+            predictor.label_manager,
+            item["data_properties"],
+            return_probabilities=False,
+        )
+    return np.asarray(labels)
+
+
+def plan_and_preprocess(
+    dataset_id: int,
+    *,
+    num_processes: int = 1,
+    verify_integrity: bool = True,
+    edit_plans: Callable[[dict], dict] | None = None,
+    configurations: Sequence[str] = ("3d_fullres",),
+) -> str:
+    """nnU-Net's fingerprint extraction, experiment planning and preprocessing (``nnUNetv2_plan_and_preprocess``).
+
+    Args:
+        num_processes: Worker processes for fingerprinting and preprocessing.
+        verify_integrity: Run nnU-Net's dataset integrity check first.
+        edit_plans: Optional function that receives the default ``nnUNetPlans`` dict and returns a new plans dict
+            with another ``plans_name`` (saved next to it and used for preprocessing), e.g. smaller networks.
+
+    Returns:
+        The plans identifier to train with.
+    """
+    import json
+
+    from nnunetv2.paths import nnUNet_preprocessed
+    from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
+
+    ensure_data_workers()
+    with quiet_stdout():
+        extract_fingerprints(
+            [int(dataset_id)],
+            num_processes=num_processes,
+            check_dataset_integrity=verify_integrity,
+            verbose=False,
+            show_progress_bar=False,
+        )
+        plans_identifier = plan_experiments([int(dataset_id)]) or "nnUNetPlans"
+        if edit_plans is not None:
+            folder = Path(str(nnUNet_preprocessed)) / convert_id_to_dataset_name(int(dataset_id))
+            plans = json.loads((folder / f"{plans_identifier}.json").read_text(encoding="utf-8"))
+            new_plans = edit_plans(plans)
+            plans_identifier = new_plans["plans_name"]
+            (folder / f"{plans_identifier}.json").write_text(json.dumps(new_plans, indent=2), encoding="utf-8")
+        preprocess(
+            [int(dataset_id)],
+            plans_identifier=plans_identifier,
+            configurations=tuple(configurations),
+            num_processes=[num_processes] * len(configurations),
+            verbose=False,
+            show_progress_bar=False,
+        )
+    return plans_identifier
+
+
+def train_fold(
+    dataset_id: int,
+    *,
+    configuration: str,
+    fold: int | str,
+    trainer: str,
+    plans_identifier: str,
+    device: torch.device,
+    resume: bool,
+    validate: bool,
+) -> Path:
+    """Train one fold with an nnU-Net trainer class (``nnUNetv2_train``) and return the model folder.
+
+    The model folder is ``$nnUNet_results/DatasetNNN_NAME/TRAINER__PLANS__CONFIGURATION`` (the folder to pass
+    to the adapter). ``validate`` runs nnU-Net's final validation (it predicts every validation case).
+    """
+    from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
+
+    register_trainers()
+    ensure_data_workers()
+    nnunet_trainer = get_trainer_from_args(
+        str(dataset_id), configuration, fold, trainer, plans_identifier, resume, device=device
+    )
+    maybe_load_checkpoint(nnunet_trainer, resume, False)
+    nnunet_trainer.run_training()
+    if validate:
+        nnunet_trainer.perform_actual_validation(False)
+    return Path(nnunet_trainer.output_folder_base)

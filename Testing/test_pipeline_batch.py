@@ -1,0 +1,104 @@
+"""`spineseg batch` on a local Dask cluster of 2 workers: killed midway, rerun, everything there exactly once."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from spineinstanceseg.io import read_label_map, write_volume
+from spineinstanceseg.phantom import generate_phantom
+from spineinstanceseg.pipeline.batch import SUMMARY_NAME, find_inputs
+
+N_CASES = 4
+
+
+@pytest.fixture(scope="module")
+def batch_folders(tmp_path_factory) -> tuple[Path, Path]:
+    root = tmp_path_factory.mktemp("batch")
+    images, masks = root / "images", root / "masks"
+    for i in range(N_CASES):
+        case = generate_phantom(100 + i, modality="ct", region="lumbar", spacing=2.0)
+        write_volume(case.image, images / f"case{i}.nii.gz")
+        write_volume(case.semantic, masks / f"case{i}.nii.gz")
+    return images, masks
+
+
+def _batch_command(images: Path, masks: Path, out: Path) -> list[str]:
+    return [
+        sys.executable, "-m", "spineinstanceseg.cli.main", "batch", str(images), str(out),
+        "--mask", str(masks), "--workers", "2", "--device", "cpu",
+    ]  # fmt: skip
+
+
+def _reports(out: Path) -> list[Path]:
+    return sorted(out.glob("*/*_report.json"))
+
+
+def test_batch_killed_midway_resumes_without_duplicates(batch_folders, tmp_path):
+    images, masks = batch_folders
+    out = tmp_path / "out"
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    first = subprocess.Popen(
+        _batch_command(images, masks, out), env=env, start_new_session=True,
+        stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )  # fmt: skip
+    deadline = time.monotonic() + 300
+    while not _reports(out) and time.monotonic() < deadline and first.poll() is None:
+        time.sleep(0.2)
+    os.killpg(first.pid, signal.SIGKILL)  # the whole process group: client, scheduler and workers
+    first.wait(timeout=60)
+    finished_before = {p.parent.name for p in _reports(out)}
+    assert 1 <= len(finished_before) < N_CASES, "the kill should land after the first case and before the last"
+
+    second = subprocess.run(_batch_command(images, masks, out), env=env, capture_output=True, text=True, timeout=600)
+    assert second.returncode == 0, second.stdout + second.stderr
+    case_dirs = sorted(p.name for p in out.iterdir() if p.is_dir())
+    assert case_dirs == [f"case{i}" for i in range(N_CASES)]  # no partial or duplicated folders
+    assert not list(out.glob(".*"))
+    for i in range(N_CASES):
+        folder = out / f"case{i}"
+        assert len(list(folder.glob("*_report.json"))) == 1
+        report = json.loads((folder / f"case{i}_report.json").read_text())
+        assert report["complete"] is True and len(report["vertebrae"]) >= 5
+        assert read_label_map(folder / f"case{i}_instances.nii.gz").same_grid(read_label_map(masks / f"case{i}.nii.gz"))
+    summary = (out / SUMMARY_NAME).read_text().splitlines()
+    statuses = {line.split(",")[0]: line.split(",")[2] for line in summary[1:]}
+    assert {statuses[c] for c in finished_before} == {"skipped"}
+    assert {statuses[f"case{i}"] for i in range(N_CASES)} <= {"skipped", "done"}
+    assert "skipped" in second.stderr and "0 failed" in second.stderr
+
+
+def test_batch_records_a_failing_case_and_continues(batch_folders, tmp_path):
+    images, masks = batch_folders
+    mixed = tmp_path / "mixed"
+    mixed.mkdir()
+    for name in ("case0.nii.gz", "case1.nii.gz"):
+        (mixed / name).symlink_to(images / name)
+    (mixed / "broken.nii.gz").write_bytes(b"not an image")
+    out = tmp_path / "out"
+    run = subprocess.run(_batch_command(mixed, masks, out), capture_output=True, text=True, timeout=600)
+    assert run.returncode == 1
+    assert "broken" in run.stdout and "failed" in run.stdout and "could not be read" in run.stdout
+    assert (out / "case0" / "case0_report.json").exists() and (out / "case1" / "case1_report.json").exists()
+    assert not (out / "broken").exists()
+
+
+def test_find_inputs_rejects_empty_and_clashing_folders(tmp_path):
+    from spineinstanceseg.errors import InputError
+
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(InputError, match="holds no images"):
+        find_inputs(tmp_path / "empty")
+    clash = tmp_path / "clash"
+    clash.mkdir()
+    (clash / "a.nii.gz").write_bytes(b"x")
+    (clash / "a.nrrd").write_bytes(b"x")
+    with pytest.raises(InputError, match="same case name"):
+        find_inputs(clash)

@@ -1,0 +1,273 @@
+"""Train the bundled stage-1 nnU-Net model (stage1_phantom_v1) on the CPU; rerunnable and resumable.
+
+Usage:
+    python scripts/train_bundled_stage1.py --work /tmp/stage1_bundled [--phase phantom|full|both] [--phantoms 48]
+        [--epochs 150] [--iterations 50] [--threads 2] [--device auto] [--install]
+
+Phases (``both`` = phantom then full, the default):
+
+* ``phantom``: dataset 501 ``SpinePhantom`` of synthetic phantoms only (seeds 0..N-1; CT, T1 and T2 in turn;
+  lumbar and thoracolumbar; anisotropic voxels; tilted grids). After training it is evaluated on held-out phantom
+  seeds (900000+, CT/T1/T2, oblique, anisotropic) and on the two real CTs in ../shared/data/real-ct: the real-CT
+  vertebra Dice of this phantom-only model measures how realistic the phantoms are.
+* ``full``: dataset 502 ``SpinePhantomRealCT``: the same phantoms plus the two real CTs, each added twice
+  (as is and with a simulated scanner change: intensity scale/offset and noise); nnU-Net's own augmentation does
+  the rest. Evaluated on the held-out phantoms only (the real CTs are training data now). ``--install`` copies this
+  model (weights only, optimizer state dropped) into the package as ``models/stage1_phantom_v1`` with its card.
+
+Network: nnU-Net's plans reduced by ``spineinstanceseg.stage1.training.small_plans`` (patch 64^3, 4 stages,
+16..128 feature maps, about 2 M parameters), trainer ``nnUNetTrainer_SpineSegQuick`` with the schedule given here.
+Rerun with the same --work to resume: a phase whose fold_all/checkpoint_final.pth exists is not retrained, an
+interrupted one continues from checkpoint_latest.pth (saved every 10 epochs). To move training to another
+machine copy --work (the nnunet/ folder holds raw data, plans, preprocessed data and checkpoints).
+Results: WORK/eval_<phase>.md and .json (the tables for the notes).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+REAL_CT = REPO.parent / "shared" / "data" / "real-ct"
+EVAL_SEEDS = range(900000, 900006)
+PHASES = {"phantom": (501, "SpinePhantom"), "full": (502, "SpinePhantomRealCT")}
+
+
+def _say(text: str) -> None:
+    sys.stdout.write(text + "\n")
+    sys.stdout.flush()
+
+
+def phantom_case(seed: int, *, held_out: bool = False):
+    """One phantom; modality, region, spacing and tilt vary with the seed."""
+    from spineinstanceseg.phantom import generate_phantom
+
+    rng = np.random.default_rng([seed, 11])
+    modality = ("ct", "t1", "t2")[seed % 3]
+    region = ("lumbar", "thoracolumbar")[(seed // 3) % 2]
+    if modality == "ct":
+        spacing = (float(rng.uniform(1.4, 2.0)),) * 2 + (float(rng.uniform(2.0, 3.0)),)
+    else:  # sagittal MRI: thick left-right slices
+        spacing = (float(rng.uniform(3.0, 4.0)), float(rng.uniform(1.2, 1.8)), float(rng.uniform(1.2, 1.8)))
+    tilt = float(rng.uniform(5, 15)) if held_out else float(rng.uniform(0, 12))
+    return generate_phantom(seed, modality=modality, region=region, spacing=spacing, oblique_deg=tilt), modality
+
+
+def real_cases():
+    """(name, image, semantic) for the real CTs, or [] when ../shared/data is absent."""
+    from spineinstanceseg.conventions import to_internal
+    from spineinstanceseg.io import read_label_map, read_volume
+
+    out = []
+    for image_path in sorted(REAL_CT.glob("*_ct.nii.gz")):
+        name = image_path.name[: -len("_ct.nii.gz")]
+        labels = read_label_map(REAL_CT / f"{name}_seg-vert_msk.nii.gz")
+        out.append((name, read_volume(image_path), to_internal(labels, "verse").semantic))
+    return out
+
+
+def build_source(folder: Path, n_phantoms: int, *, with_real: bool) -> None:
+    """A generic-layout source folder (images/ + labels/ with semantic labels)."""
+    from spineinstanceseg.io import write_volume
+
+    if (folder / "done.txt").is_file():
+        return
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "images").mkdir(parents=True)
+    (folder / "labels").mkdir()
+    for seed in range(n_phantoms):
+        case, modality = phantom_case(seed)
+        write_volume(case.image, folder / "images" / f"phantom{seed:03d}_{modality}.nii.gz")
+        write_volume(case.semantic, folder / "labels" / f"phantom{seed:03d}_{modality}.nii.gz")
+    if with_real:
+        rng = np.random.default_rng(5)
+        for name, image, semantic in real_cases():
+            write_volume(image, folder / "images" / f"{name}.nii.gz")
+            write_volume(semantic, folder / "labels" / f"{name}.nii.gz")
+            varied = image.array * rng.uniform(0.9, 1.1) + rng.uniform(-30, 30) + rng.normal(0, 15, image.shape)
+            write_volume(image.with_array(varied.astype(np.float32)), folder / "images" / f"{name}_aug.nii.gz")
+            write_volume(semantic, folder / "labels" / f"{name}_aug.nii.gz")
+    (folder / "done.txt").write_text("complete\n")
+
+
+def vertebra_dice(predicted, reference) -> float:
+    a, b = np.asarray(predicted.array) == 1, np.asarray(reference.array) == 1
+    total = int(a.sum() + b.sum())
+    return 2.0 * int(np.logical_and(a, b).sum()) / total if total else 1.0
+
+
+def evaluate(model_folder: Path, *, with_real: bool, device: str) -> list[dict]:
+    from spineinstanceseg.stage1.model import Stage1Model
+
+    model = Stage1Model(model_folder, device=device)
+    rows = []
+    for seed in EVAL_SEEDS:
+        case, modality = phantom_case(seed, held_out=True)
+        t = time.perf_counter()
+        predicted = model.predict(case.image)
+        rows.append(
+            {
+                "case": f"phantom {seed}",
+                "modality": modality,
+                "spacing": [round(float(s), 2) for s in case.image.spacing],
+                "vertebra_dice": vertebra_dice(predicted, case.semantic),
+                "seconds": time.perf_counter() - t,
+            }
+        )
+        _say(f"  {rows[-1]}")
+    if with_real:
+        for name, image, semantic in real_cases():
+            t = time.perf_counter()
+            predicted = model.predict(image)
+            rows.append(
+                {
+                    "case": name,
+                    "modality": "real CT",
+                    "spacing": [round(float(s), 2) for s in image.spacing],
+                    "vertebra_dice": vertebra_dice(predicted, semantic),
+                    "seconds": time.perf_counter() - t,
+                }
+            )
+            _say(f"  {rows[-1]}")
+    return rows
+
+
+def write_table(rows: list[dict], path: Path, title: str) -> None:
+    lines = [
+        f"### {title}",
+        "",
+        "| case | modality | spacing (mm) | vertebra Dice | seconds |",
+        "|---|---|---|---|---|",
+    ]
+    for r in rows:
+        lines.append(
+            f"| {r['case']} | {r['modality']} | {r['spacing']} | {r['vertebra_dice']:.3f} | {r['seconds']:.0f} |"
+        )
+    for kind in sorted({r["modality"] for r in rows}):
+        values = [r["vertebra_dice"] for r in rows if r["modality"] == kind]
+        lines.append(f"| mean {kind} | | | {np.mean(values):.3f} | |")
+    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
+    path.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
+
+
+def install(model_folder: Path, rows: list[dict], training_data: str) -> Path:
+    """Copy the model (weights only) into the package with a fresh card and checksums."""
+    import torch
+
+    from spineinstanceseg.stage1.model_card import read_card, write_card
+    from spineinstanceseg.stage1.sources import BUNDLED_STAGE1_NAME, bundled_stage1_dir
+
+    target = bundled_stage1_dir()
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    (tmp / "fold_all").mkdir(parents=True)
+    for name in ("dataset.json", "plans.json"):
+        shutil.copy2(model_folder / name, tmp / name)
+    checkpoint = torch.load(model_folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    keep = ("network_weights", "init_args", "trainer_name", "inference_allowed_mirroring_axes", "current_epoch")
+    torch.save({k: checkpoint[k] for k in keep if k in checkpoint}, tmp / "fold_all" / "checkpoint_final.pth")
+    card = read_card(model_folder)
+    card.name = BUNDLED_STAGE1_NAME
+    card.training_data = training_data
+    card.scores = {"held_out_phantoms_vertebra_dice": float(np.mean([r["vertebra_dice"] for r in rows])), "cases": rows}
+    card.notes = [*card.notes, "weights only (optimizer state removed); trained by scripts/train_bundled_stage1.py"]
+    write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, required=True, help="work folder (nnU-Net folders, sources, results)")
+    parser.add_argument("--phase", choices=("phantom", "full", "both"), default="both")
+    parser.add_argument("--phantoms", type=int, default=48, help="training phantoms (default 48)")
+    parser.add_argument("--epochs", type=int, default=150)
+    parser.add_argument("--iterations", type=int, default=50, help="optimiser steps per epoch")
+    parser.add_argument("--patch", type=int, default=64, help="cubic patch size in voxels (multiple of 8)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--device", default="auto")
+    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation")
+    parser.add_argument("--install", action="store_true", help="install the full-phase model into the package")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    import torch
+
+    from spineinstanceseg.stage1.environment import resolve_folders
+    from spineinstanceseg.stage1.training import QUICK_TRAINER, ShortSchedule, train_stage1
+
+    torch.set_num_threads(max(1, args.threads))
+    os.environ.setdefault("nnUNet_n_proc_DA", "1")
+    folders = resolve_folders(args.work / "nnunet")
+    folders.apply()
+    schedule = ShortSchedule(
+        epochs=args.epochs,
+        iterations=args.iterations,
+        val_iterations=5,
+        patch_size=(args.patch,) * 3,
+        base_features=16,
+        max_features=128,
+        stages=4,
+        batch_size=2,
+    )
+    phases = ("phantom", "full") if args.phase == "both" else (args.phase,)
+    for phase in phases:
+        dataset_id, name = PHASES[phase]
+        with_real = phase == "full"
+        if with_real and not real_cases():
+            _say(f"skipping phase {phase}: {REAL_CT} is absent")
+            continue
+        _say(f"== phase {phase}: dataset {dataset_id} {name}")
+        source = args.work / f"source_{phase}"
+        build_source(source, args.phantoms, with_real=with_real)
+        dataset_folder = folders.raw / f"Dataset{dataset_id:03d}_{name}"
+        if not (dataset_folder / "dataset.json").is_file():
+            from spineinstanceseg.stage1.dataset import convert_dataset
+
+            convert_dataset(
+                "generic", source, dataset_id=dataset_id, name=name, raw_dir=folders.raw, channel_name="image"
+            )
+        model_folder = folders.results / dataset_folder.name / f"{QUICK_TRAINER}__SpineSegSmallPlans__3d_fullres"
+        fold = model_folder / "fold_all"
+        t = time.perf_counter()
+        if not (fold / "checkpoint_final.pth").is_file():
+            resume = (fold / "checkpoint_latest.pth").is_file()
+            preprocessed = (folders.preprocessed / dataset_folder.name / "SpineSegSmallPlans.json").is_file()
+            train_stage1(
+                dataset_id,
+                folders=folders,
+                fold="all",
+                schedule=schedule,
+                device=args.device,
+                resume=resume,
+                skip_preprocessing=preprocessed,
+                model_name=f"stage1_{phase}",
+            )
+        _say(f"phase {phase}: model {model_folder} ({time.perf_counter() - t:.0f} s)")
+        if args.no_eval:
+            continue
+        rows = evaluate(model_folder, with_real=not with_real, device=args.device)
+        write_table(rows, args.work / f"eval_{phase}", f"stage 1, {phase} model: vertebra Dice")
+        _say((args.work / f"eval_{phase}.md").read_text())
+        if phase == "full" and args.install:
+            data = (
+                f"{args.phantoms} synthetic phantoms (CT/T1/T2, lumbar/thoracolumbar, tilted, anisotropic) and "
+                "2 real VerSe CTs (sub-verse005, sub-verse008; CC BY-SA 4.0), each also with simulated scanner "
+                "variation"
+            )
+            _say(f"installed: {install(model_folder, rows, data)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,201 @@
+"""Train the bundled stage-2 model (stage2_phantom_v1) on synthetic phantoms, on the CPU; rerunnable and resumable.
+
+Usage:
+    python scripts/train_bundled_stage2.py --work /tmp/stage2_bundled [--epochs 40] [--threads 2] [--install]
+
+Training data: phantoms from ``spineinstanceseg.phantom.generate_phantom`` with seeds 0..N-1 (held-out evaluation
+seeds start at 900000, see benchmarks/eval_stage2_accuracy.py): all four regions, CT, 2 mm grid, with and without
+curvature and tilt, and a share of hard cases (collapsed disc, fused pair, wedge fracture). Each case is used both
+with its full semantic mask (discs, canal) and as a vertebra-only mask. Windows are augmented with stage-1-like
+errors (see spineinstanceseg.stage2.training_data). Run it again with the same --work to resume; ``--install``
+copies the best model into the package's models folder and writes its model card.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from spineinstanceseg.phantom import generate_phantom
+from spineinstanceseg.stage2.model import Stage2Config, Stage2Model, bundled_model_dir
+from spineinstanceseg.stage2.training import TrainSchedule, train_stage2
+from spineinstanceseg.stage2.training_data import prepare_case
+from spineinstanceseg.stage2.windows import WindowSpec
+
+REGIONS = ("lumbar", "thoracolumbar", "whole", "cervical")
+HARD = (None, None, "collapsed_disc", "fused", "wedge_fracture")
+
+
+def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7):
+    """Prepared training cases for ``seeds`` (region, hard case, tilt and curvature vary with the seed)."""
+    cases = []
+    for seed in seeds:
+        rng = np.random.default_rng([seed, 77])
+        region = REGIONS[seed % len(REGIONS)]
+        hard = HARD[(seed // len(REGIONS)) % len(HARD)]
+        if region == "cervical" and hard is not None:
+            hard = "fused"
+        case = generate_phantom(
+            seed,
+            modality="ct",
+            region=region,
+            spacing=spec.spacing_mm,
+            hard_case=hard,
+            oblique_deg=float(rng.uniform(0, 12)),
+            curvature=bool(rng.random() < 0.85),
+        )
+        semantic = case.semantic if rng.random() < with_semantic_share else None
+        name = f"phantom{seed}-{region}-{hard}-{'sem' if semantic is not None else 'vert'}"
+        cases.append(prepare_case(case.instances, semantic, spec=spec, name=name))
+    return cases
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("/tmp/stage2_bundled"))
+    parser.add_argument("--train-cases", type=int, default=120)
+    parser.add_argument("--val-cases", type=int, default=8)
+    parser.add_argument("--epochs", type=int, default=40)
+    parser.add_argument("--iterations", type=int, default=40)
+    parser.add_argument("--batch-size", type=int, default=2)
+    parser.add_argument("--lr", type=float, default=1e-3)
+    parser.add_argument("--base-width", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--window", type=int, default=48, help="window edge in voxels (multiple of 8)")
+    parser.add_argument("--spacing", type=float, default=2.5, help="working grid spacing in mm")
+    parser.add_argument("--init", type=Path, help="start from the weights of this model folder (same width)")
+    parser.add_argument("--install", action="store_true", help="copy the best model into the package, with card")
+    parser.add_argument("--scores", type=Path, help="with --install: JSON written by eval_stage2_accuracy.py")
+    parser.add_argument("--note", default="", help="with --install: how the run went (restarts, init), for the card")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    torch.set_num_threads(args.threads)
+    spec = WindowSpec((args.window,) * 3, args.spacing)
+    if args.install:
+        return install(args.work, args.scores, args.note)
+    train = phantom_cases(range(args.train_cases), spec)
+    val = phantom_cases(range(800000, 800000 + args.val_cases), spec)
+    logging.info("%d training cases, %d validation cases", len(train), len(val))
+    config = Stage2Config(
+        window=spec,
+        base_width=args.base_width,
+        name="stage2_phantom_v1",
+        training={
+            "data": (
+                f"{args.train_cases} synthetic CT phantoms (spineinstanceseg.phantom, seeds 0-{args.train_cases - 1}; "
+                "lumbar/thoracolumbar/whole/cervical; collapsed disc, fused pair, wedge fracture; "
+                f"30% as vertebra-only masks); validation: seeds 800000-{800000 + args.val_cases - 1}"
+            ),
+            "augmentation": "stage-1-like errors, rotation, scaling, thick slices, centroid jitter",
+            "device": "cpu",
+        },
+    )
+    schedule = TrainSchedule(
+        epochs=args.epochs,
+        iterations=args.iterations,
+        batch_size=args.batch_size,
+        lr=args.lr,
+        lr_decay="poly",
+        val_windows=16,
+        seed=0,
+    )
+    train_stage2(train, val, out=args.work, config=config, schedule=schedule, device="cpu", resume=True, init=args.init)
+    return 0
+
+
+def install(work: Path, scores: Path | None = None, note: str = "") -> int:
+    """Copy ``work/model`` into the package and write MODEL_CARD.md + model_card.json next to the weights."""
+    model = Stage2Model.load(work / "model", device="cpu")
+    target = bundled_model_dir()
+    model.save(target)
+    training = {k: v for k, v in model.config.training.items() if k != "history"}
+    history = model.config.training.get("history", [])
+    measured = json.loads(scores.read_text(encoding="utf-8")) if scores else {}
+    card = {
+        "name": model.config.name,
+        "intended_use": (
+            "research and demonstration only; not for clinical use: trained on synthetic data "
+            "(spineinstanceseg phantoms), never on patient images"
+        ),
+        "input": {
+            "channels": list(model.config.channels),
+            "window_voxels": list(model.config.window.size),
+            "spacing_mm": model.config.window.spacing_mm,
+            "what": "one-hot stage-1 semantic mask window around a vertebra centroid (no image)",
+        },
+        "output": ["background", "top vertebra", "centre vertebra", "bottom vertebra"],
+        "architecture": "multi-scale 3D U-Net with MAFU skips (4 levels), base width "
+        f"{model.config.base_width}, {model.parameter_count} parameters",
+        "training": training,
+        "best_epoch": len(history),
+        "run_note": note,
+        "weights_sha256": model.sha256,
+        "measured": measured,
+        "retrain": "python scripts/train_bundled_stage2.py --work DIR; then --install [--scores eval.json]",
+    }
+    (target / "model_card.json").write_text(json.dumps(card, indent=1, default=float) + "\n", encoding="utf-8")
+    (target / "MODEL_CARD.md").write_text(_card_markdown(card, history), encoding="utf-8")
+    logging.info("installed %s (%d parameters)", target, model.parameter_count)
+    return 0
+
+
+def _card_markdown(card: dict, history: list) -> str:
+    lines = [
+        f"# Model card: {card['name']} (stage-2 vertebra instance network)",
+        "",
+        "**Not for clinical use: trained on synthetic data.** This model was trained on CPU on synthetic spine "
+        "phantoms generated by `spineinstanceseg.phantom`; it has never seen a patient image or a real label map.",
+        "",
+        "## What it does",
+        f"Input: {card['input']['what']}; window {card['input']['window_voxels']} voxels at "
+        f"{card['input']['spacing_mm']} mm, channels {', '.join(card['input']['channels'])}.",
+        "Output: per-voxel probabilities of background / top / centre / bottom vertebra.",
+        f"Architecture: {card['architecture']}.",
+        "",
+        "## Training",
+        f"- Data: {card['training'].get('data', '')}",
+        f"- Augmentation: {card['training'].get('augmentation', '')}",
+        f"- Schedule (last run): {json.dumps(card['training'].get('schedule', {}))}; these weights are from "
+        f"epoch {card['best_epoch']} (best validation Dice).",
+        f"- How it was run: {card['run_note']}",
+        f"- Best validation window Dice (top/centre/bottom): {card['training'].get('val_dice_best', float('nan')):.4f}",
+        "",
+        "## Measured scores",
+        "From `benchmarks/eval_stage2_accuracy.py` (held-out phantom seeds >= 900000 and the real VerSe masks):",
+        "",
+        "```",
+        json.dumps(_short_scores(card["measured"]), indent=1, default=float),
+        "```",
+        "",
+        "## Checksum",
+        f"weights.safetensors sha256 `{card['weights_sha256']}` (verified on every load via checksums.json).",
+        "",
+        f"Retrain: `{card['retrain']}`.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _short_scores(measured: dict) -> dict:
+    out = {}
+    if "windows" in measured:
+        out["window_level"] = measured["windows"]
+    for group in ("touching", "other", "all"):
+        if group in measured.get("phantoms", {}):
+            out[f"phantoms_{group}"] = measured["phantoms"][group]
+    if measured.get("real", {}).get("rows"):
+        out["real_verse_masks"] = [
+            {k: r[k] for k in ("case", "n_ref", "found", "fp", "f1", "mean_dice", "cc_f1")}
+            for r in measured["real"]["rows"]
+        ]
+    return out
+
+
+if __name__ == "__main__":
+    sys.exit(main())
