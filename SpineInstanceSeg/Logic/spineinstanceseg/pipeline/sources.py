@@ -2,25 +2,17 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 from dataclasses import dataclass, field
 from typing import Protocol
 
+from ..hashing import sha256_file as file_sha256
 from ..io import read_label_map
 from ..progress import Progress
 from ..volume import Volume
 from .validate import align_mask
 
 __all__ = ["Stage1Source", "MaskSource", "file_sha256"]
-
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 class Stage1Source(Protocol):

@@ -20,7 +20,6 @@ A model without a card still works: its labels are mapped by their ``dataset.jso
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -30,6 +29,7 @@ from typing import Any
 
 from ..atomic import atomic_path
 from ..errors import ModelError
+from ..hashing import sha256_file
 from ..semantic import SEMANTIC_LABELS
 
 __all__ = [
@@ -58,14 +58,6 @@ _NAME_RULES: tuple[tuple[str, str], ...] = (
     (r"^(disc|discs|ivd|intervertebral[_ ]discs?)([_ ].*)?$", "disc"),
     (r"^(canal|spinal[_ ]canal|spinal[_ ]cord|cord|csf)([_ ].*)?$", "canal"),
 )
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @dataclass

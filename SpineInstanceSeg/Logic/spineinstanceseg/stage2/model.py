@@ -13,7 +13,6 @@ A checkpoint is a folder with three files (no pickles, so loading never runs cod
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from dataclasses import dataclass, field
@@ -26,6 +25,7 @@ from numpy.typing import NDArray
 
 from ..atomic import atomic_directory
 from ..errors import ModelError
+from ..hashing import sha256_file
 from .encoding import IMAGE_CHANNEL, MASK_CHANNELS
 from .network import NUM_CLASSES, MultiScaleUNet3D, count_parameters
 from .windows import WindowSpec
@@ -135,14 +135,6 @@ def resolve_device(device: str | torch.device = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ModelError("CUDA was requested but no CUDA GPU is available", fix="use --device cpu or auto")
     return dev
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class Stage2Model:
