@@ -1,6 +1,6 @@
 """The Slicer-side console helpers on the real pipeline (child process running ``spineseg segment``).
 
-Slow (a full pipeline run on CPU); skipped until the ``segment`` command and the bundled models exist.
+Slow (a full pipeline run on CPU) with the bundled stage-2 model.
 Uses the phantom's semantic map as the existing stage-1 segmentation, so only stage 2 runs.
 """
 
@@ -16,19 +16,7 @@ if not hasattr(slicer, "vtkMRMLScene"):
 pytestmark = pytest.mark.slow
 
 
-def _require_pipeline() -> None:
-    from spineinstanceseg.cli.main import COMMAND_MODULES
-
-    if "segment" not in COMMAND_MODULES:
-        pytest.skip("the 'segment' CLI command is not registered yet (spineinstanceseg.cli.main.COMMAND_MODULES)")
-    from spineinstanceseg.stage2.model import WEIGHTS_FILE, bundled_model_dir
-
-    if not (bundled_model_dir() / WEIGHTS_FILE).is_file():
-        pytest.skip(f"no bundled stage-2 model in {bundled_model_dir()}")
-
-
 def test_segment_volume_node_with_existing_mask(tmp_path):
-    _require_pipeline()
     from spineinstanceseg.phantom import generate_phantom
     from spineinstanceseg.pipeline.options import SegmentOptions
     from spineinstanceseg.slicer.console import segment_volume_node
