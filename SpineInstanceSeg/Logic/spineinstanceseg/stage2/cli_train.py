@@ -13,14 +13,16 @@ import argparse
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..errors import InputError
 from ..io import read_label_map
-from .model import Stage2Config
-from .training import QUICK_SCHEDULE, TrainSchedule, train_stage2
-from .training_data import TrainingCase, prepare_case
+
+if TYPE_CHECKING:  # torch-heavy modules are imported only when training runs, so `spineseg --help` stays fast
+    from .training import TrainSchedule
+    from .training_data import TrainingCase
 from .windows import WindowSpec
 
 __all__ = ["add_arguments", "run", "load_label_cases", "phantom_training_cases"]
@@ -68,6 +70,8 @@ def _label_files(folder: Path) -> list[Path]:
 
 def load_label_cases(folder: Path, convention: str, *, spec: WindowSpec) -> list[TrainingCase]:
     """Prepared training cases from a folder of label maps in ``convention`` ("phantom" = phantom file pairs)."""
+    from .training_data import prepare_case
+
     if not folder.is_dir():
         raise InputError("the --labels folder does not exist", fix="pass a folder of label maps", path=folder)
     cases = []
@@ -96,6 +100,7 @@ def load_label_cases(folder: Path, convention: str, *, spec: WindowSpec) -> list
 def phantom_training_cases(count: int, *, spec: WindowSpec, first_seed: int = 0) -> list[TrainingCase]:
     """``count`` phantom cases over all regions and hard cases; every third one as a vertebra-only mask."""
     from ..phantom import generate_phantom
+    from .training_data import prepare_case
 
     cases = []
     for k in range(count):
@@ -110,6 +115,8 @@ def phantom_training_cases(count: int, *, spec: WindowSpec, first_seed: int = 0)
 
 
 def _schedule(args: argparse.Namespace) -> TrainSchedule:
+    from .training import QUICK_SCHEDULE, TrainSchedule
+
     base = QUICK_SCHEDULE if args.quick else TrainSchedule()
     values = base.to_dict()
     for key in ("epochs", "iterations", "batch_size", "lr"):
@@ -124,6 +131,9 @@ def _schedule(args: argparse.Namespace) -> TrainSchedule:
 
 def run(args: argparse.Namespace) -> int:
     import torch
+
+    from .model import Stage2Config
+    from .training import train_stage2
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
