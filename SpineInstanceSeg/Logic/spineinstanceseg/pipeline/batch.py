@@ -91,7 +91,10 @@ def _remove_stale_partials(out_dir: Path) -> None:
     """Temporary folders of a batch that was killed mid-case (they never became outputs)."""
     for stale in out_dir.glob(".*.partial-*"):
         log.info("removing unfinished output %s from an earlier run", stale)
-        shutil.rmtree(stale, ignore_errors=True) if stale.is_dir() else stale.unlink(missing_ok=True)
+        if stale.is_dir():
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            stale.unlink(missing_ok=True)
 
 
 def _run_case(input_path: str, out_dir: str, options: SegmentOptions, threads: int) -> CaseOutcome:
@@ -168,8 +171,8 @@ def run_batch(
             )
         client = Client(scheduler or cluster)
         try:
-            total_cores = os.cpu_count() or 1
-            threads = max(1, total_cores // max(1, len(client.scheduler_info().get("workers", {})) or 1))
+            n_running = max(1, len(client.scheduler_info().get("workers", {})))
+            threads = max(1, (os.cpu_count() or 1) // n_running)
             futures = [
                 client.submit(
                     _run_case, str(p), str(out), options, threads, key=f"spineseg-{case_name_of(p)}", pure=False
