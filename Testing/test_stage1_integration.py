@@ -49,6 +49,16 @@ def test_convert_train_predict_on_cpu(tmp_path, monkeypatch):
     assert card["input_orientation"] == "lps" and "fold_all/checkpoint_final.pth" in card["checksums"]
     trained = time.perf_counter()
 
+    # fine-tuning from those weights (how the bundled model adds the real CTs); not together with resume
+    start_from = tmp_path / "start.pth"
+    shutil.copy2(result.model_folder / "fold_all" / "checkpoint_final.pth", start_from)
+    with pytest.raises(InputError, match="cannot both resume"):
+        train_stage1(990, folders=folders, schedule=schedule, device="cpu", resume=True, pretrained_weights=start_from)
+    tuned = train_stage1(
+        990, folders=folders, schedule=schedule, device="cpu", skip_preprocessing=True, pretrained_weights=start_from
+    )
+    assert any("fine-tuned from start.pth" in note for note in json.loads(tuned.card.read_text())["notes"])
+
     # oblique, anisotropic, MRI-like input on a grid the model never saw
     case = generate_phantom(7, modality="t1", region="lumbar", spacing=(3.0, 3.5, 5.0), oblique_deg=15.0)
     image = case.image

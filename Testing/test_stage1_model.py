@@ -144,3 +144,41 @@ def test_lut_maps_model_values(tmp_path):
     lut = _label_lut(None, json.loads((folder / "dataset.json").read_text())["labels"], folder)
     assert lut.tolist() == [0, 1, 4]
     assert np.array_equal(lut[np.array([[0, 2], [1, 1]])], [[0, 4], [1, 1]])
+
+
+def test_small_plans_can_set_an_isotropic_working_spacing():
+    plans = {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
+        "data_identifier": "x", "patch_size": [64] * 3, "batch_size": 2, "spacing": [0.8, 0.8, 3.0],
+        "architecture": {"arch_kwargs": {}}}}}  # fmt: skip
+    small = small_plans(plans, ShortSchedule(patch_size=(48, 48, 48), stages=4, target_spacing=2.0))
+    assert small["configurations"]["3d_fullres"]["spacing"] == [2.0, 2.0, 2.0]
+    assert plans["configurations"]["3d_fullres"]["spacing"] == [0.8, 0.8, 3.0]
+    with pytest.raises(InputError, match="not positive"):
+        small_plans(plans, ShortSchedule(patch_size=(48, 48, 48), stages=4, target_spacing=0.0))
+
+
+def test_card_inference_settings_are_checked_and_kept(tmp_path):
+    with pytest.raises(ModelError, match="unknown inference settings"):
+        ModelCard(inference={"use_mirorring": False})
+    write_card(ModelCard(classes={"vertebra": [1]}, inference={"use_mirroring": False}, weights_only=True), tmp_path)
+    card = read_card(tmp_path)
+    assert card.inference == {"use_mirroring": False} and card.weights_only is True
+
+
+class _Gadget:
+    """Stands for any object whose unpickling imports and runs code."""
+
+
+def test_weights_only_card_refuses_a_checkpoint_that_holds_code(tmp_path):
+    import torch
+
+    folder = _model_folder(tmp_path)
+    checkpoint = folder / "fold_all" / "checkpoint_final.pth"
+    torch.save({"network_weights": {"w": torch.zeros(2)}, "extra": _Gadget()}, checkpoint)
+    write_card(
+        ModelCard(classes={"vertebra": [1], "disc": [2]}, weights_only=True),
+        folder,
+        checksum_files=["fold_all/checkpoint_final.pth"],
+    )
+    with pytest.raises(ModelError, match="not weights-only"):
+        Stage1Model(folder)

@@ -166,6 +166,9 @@ class Stage1Model:
         folds: Folds to ensemble (``None``: every numbered fold with a checkpoint, else ``fold_all``).
         checkpoint: Checkpoint file name in each fold folder.
         device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "mps".
+        tile_step_size: Sliding-window step as a fraction of the patch (``None``: the card's choice, else 0.5).
+        use_mirroring: nnU-Net's test-time mirroring, 8 network calls per patch (``None``: the card's choice, else
+            on, as nnU-Net does).
         verify: Check the card's SHA-256 checksums of the checkpoints used.
 
     Raises:
@@ -179,8 +182,8 @@ class Stage1Model:
         folds: Sequence[int | str] | None = None,
         checkpoint: str = "checkpoint_final.pth",
         device: str = "auto",
-        tile_step_size: float = 0.5,
-        use_mirroring: bool = True,
+        tile_step_size: float | None = None,
+        use_mirroring: bool | None = None,
         verify: bool = True,
     ) -> None:
         self.folder = resolve_model_folder(folder)
@@ -197,10 +200,19 @@ class Stage1Model:
         elif verify:
             for rel in verify_checksums(self.card, self.folder, files=files):
                 log.warning("%s: %s is not listed in the model card; not verified", self.folder, rel)
+        if self.card is not None and self.card.weights_only:
+            from .nnunet_adapter import check_weights_only
+
+            for rel in files:
+                check_weights_only(self.folder / rel)
         default_orientation = self.dataset_json.get("spineinstanceseg", {}).get("orientation", "as_is")
         self.orientation = self.card.input_orientation if self.card is not None else default_orientation
         self.device = resolve_device(device)
-        self._tile_step_size, self._use_mirroring = tile_step_size, use_mirroring
+        preferred = self.card.inference if self.card is not None else {}
+        self._tile_step_size = float(
+            tile_step_size if tile_step_size is not None else preferred.get("tile_step_size", 0.5)
+        )
+        self._use_mirroring = bool(use_mirroring if use_mirroring is not None else preferred.get("use_mirroring", True))
         self._predictor = self._load(self.device)
 
     def _load(self, device: str):
@@ -237,6 +249,8 @@ class Stage1Model:
             "sha256": dict(self.card.checksums) if self.card is not None else None,
             "classes": {v: n for v, n in self.label_names().items()},
             "input_orientation": self.orientation,
+            "use_mirroring": self._use_mirroring,
+            "tile_step_size": self._tile_step_size,
         }
 
     # ------------------------------------------------------------------ prediction

@@ -11,7 +11,9 @@ A trained nnU-Net v2 model folder (``.../DatasetNNN_Name/nnUNetTrainer__nnUNetPl
       "ignore_labels": [],           # model label values that are deliberately dropped (organs, ...)
       "input_orientation": "lps",    # "lps": images are reoriented to our canonical axes first; "as_is": not
       "training_data": "...", "scores": {...}, "trainer": "...", "plans": "...", "configuration": "...",
-      "checksums": {"fold_all/checkpoint_final.pth": "<sha256>", ...}
+      "checksums": {"fold_all/checkpoint_final.pth": "<sha256>", ...},
+      "inference": {"use_mirroring": false, "tile_step_size": 0.5},  # optional defaults for prediction
+      "weights_only": true           # checkpoints hold only tensors and plain data: loaded with weights_only=True
     }
 
 A model without a card still works: its labels are mapped by their ``dataset.json`` names (see
@@ -48,6 +50,9 @@ log = logging.getLogger(__name__)
 CARD_FILE = "spineseg_card.json"
 CARD_FORMAT = "spineinstanceseg-stage1-card"
 ORIENTATIONS = ("lps", "as_is")
+# Prediction defaults a card may set (a caller's explicit choice wins): nnU-Net's test-time mirroring (8x the
+# network calls for 3D) and the sliding-window step as a fraction of the patch.
+INFERENCE_SETTINGS = ("use_mirroring", "tile_step_size")
 
 # dataset.json label names (lower case) -> internal class name. Per-level names ("L5", "vertebrae_T12",
 # "vertebra_c1") are vertebrae too. Anything else must be declared in a card.
@@ -76,6 +81,8 @@ class ModelCard:
     configuration: str = ""
     checksums: dict[str, str] = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    inference: dict[str, Any] = field(default_factory=dict)
+    weights_only: bool = False
 
     def __post_init__(self) -> None:
         unknown = sorted(set(self.classes) - set(SEMANTIC_LABELS))
@@ -88,6 +95,12 @@ class ModelCard:
             raise ModelError(
                 f"unknown input_orientation {self.input_orientation!r} in the model card",
                 fix=f"use one of {', '.join(ORIENTATIONS)}",
+            )
+        unknown_settings = sorted(set(self.inference) - set(INFERENCE_SETTINGS))
+        if unknown_settings:
+            raise ModelError(
+                f"the model card has unknown inference settings {unknown_settings}",
+                fix=f"use only {', '.join(INFERENCE_SETTINGS)} under 'inference'",
             )
         self.classes = {k: [int(v) for v in vals] for k, vals in self.classes.items()}
         self.ignore_labels = [int(v) for v in self.ignore_labels]

@@ -31,11 +31,13 @@ from nnunetv2.inference.data_iterators import PreprocessAdapterFromNpy
 from nnunetv2.inference.export_prediction import convert_predicted_logits_to_segmentation_with_correct_shape
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
+from ..errors import ModelError
 from .environment import ensure_data_workers, register_trainers
 
 __all__ = [
     "NNUNET_VERSION",
     "PatchCallback",
+    "check_weights_only",
     "load_predictor",
     "predictor_to_cpu",
     "predict_array",
@@ -101,6 +103,25 @@ class _ProgressPredictor(nnUNetPredictor):
             n_folds = len(self.list_of_parameters or [None])
             self.on_patch(max(self._fold, 0), n_folds, self._done, self._total)
         return prediction
+
+
+def check_weights_only(path: Path) -> None:
+    """Unpickle ``path`` with ``torch.load(weights_only=True)``: only tensors and plain data may be inside.
+
+    nnU-Net itself loads checkpoints with ``weights_only=False`` (arbitrary pickles); a model card that promises
+    weights-only checkpoints (our bundled model) is held to it here first, so no code can run while loading.
+
+    Raises:
+        ModelError: the file holds other objects, naming the file.
+    """
+    try:
+        torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # noqa: BLE001 (UnpicklingError, RuntimeError, ...: all mean "not weights only")
+        raise ModelError(
+            f"the checkpoint is not weights-only although its model card says so ({type(err).__name__})",
+            fix="reinstall the model; never load a checkpoint from an untrusted source",
+            path=path,
+        ) from err
 
 
 def load_predictor(
@@ -244,6 +265,7 @@ def train_fold(
     device: torch.device,
     resume: bool,
     validate: bool,
+    pretrained_weights: Path | None = None,
 ) -> Path:
     """Train one fold with an nnU-Net trainer class (``nnUNetv2_train``) and return the model folder.
 
@@ -257,7 +279,8 @@ def train_fold(
     nnunet_trainer = get_trainer_from_args(
         str(dataset_id), configuration, fold, trainer, plans_identifier, resume, device=device
     )
-    maybe_load_checkpoint(nnunet_trainer, resume, False)
+    weights = str(pretrained_weights) if pretrained_weights is not None else None
+    maybe_load_checkpoint(nnunet_trainer, resume, False, weights)
     nnunet_trainer.run_training()
     if validate:
         nnunet_trainer.perform_actual_validation(False)

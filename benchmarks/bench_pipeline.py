@@ -1,0 +1,270 @@
+"""Benchmark the whole pipeline on CPU: where the time goes, how it scales, peak memory, and what stage 2 adds.
+
+Prints, for the bundled models (or the ones given):
+
+1. **Time per step** on a lumbar CT phantom: stage 1, stage 2 (per vertebra), fusion, the whole ``segment`` call,
+   and the overhead ratio ``whole pipeline / stage 1`` (goal <= 1.25: the instance step should cost little next
+   to the semantic segmentation it builds on).
+2. **Scaling**: a whole spine (24 vertebrae) against the lowest 8 vertebrae cropped out of the same image; the
+   ratio of the whole-pipeline times (goal: linear, <= 3.3).
+3. **Peak memory** (maximum resident set size of a fresh process) for one large CT-sized volume: a whole-spine
+   phantom at 0.8 x 0.8 x 1.0 mm padded with air to 512 x 512 voxels per slice.
+4. **Accuracy** on held-out phantom seeds (CT and MRI, oblique, anisotropic): stage 1 followed by connected
+   components of its vertebra mask, against the two-stage pipeline on the same stage-1 output.
+
+Usage::
+
+    python benchmarks/bench_pipeline.py [--stage1-model DIR] [--threads 2] [--cases 6] [--skip large,accuracy]
+
+Numbers depend on the machine; compare ratios measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+GOAL_OVERHEAD = 1.25
+GOAL_SCALING = 3.3
+PARTS = ("timing", "scaling", "large", "accuracy")
+
+
+def _load_models(stage1_model: str | None, device: str):
+    from spineinstanceseg.stage1.sources import NnUNetSource, bundled_source
+    from spineinstanceseg.stage2.model import load_bundled_model
+
+    stage1 = bundled_source(device=device) if stage1_model is None else NnUNetSource(stage1_model, device=device)
+    return stage1, load_bundled_model(device=device)
+
+
+def _run(image, stage1, stage2):
+    from spineinstanceseg.pipeline import segment
+
+    t = time.perf_counter()
+    result = segment(image, stage1=stage1, stage2=stage2, device="cpu")
+    return result, time.perf_counter() - t
+
+
+def _crop_to_lowest(image, instances, n_keep: int):
+    """``image`` cut (along its own axes) to the box of its lowest ``n_keep`` vertebrae, with a 5 mm margin."""
+    from scipy import ndimage
+
+    inst = np.asarray(instances.array)
+    labels = [int(v) for v in np.unique(inst) if 0 < v < 26]
+    cents = np.asarray(ndimage.center_of_mass(np.ones(inst.shape), inst, labels)).reshape(-1, 3)
+    keep = [labels[i] for i in np.argsort(image.index_to_world(cents)[:, 2])[:n_keep]]
+    idx = np.argwhere(np.isin(inst, keep))
+    margin = np.ceil(5.0 / np.asarray(image.spacing)).astype(int)
+    lo = np.maximum(idx.min(axis=0) - margin, 0)
+    hi = np.minimum(idx.max(axis=0) + margin + 1, inst.shape)
+    box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    from spineinstanceseg.volume import Volume
+
+    return Volume(
+        np.ascontiguousarray(np.asarray(image.array)[box]),
+        image.spacing,
+        image.index_to_world(lo.astype(float)),
+        image.direction,
+    )
+
+
+def timing(stage1, stage2) -> dict:
+    from spineinstanceseg.phantom import generate_phantom
+
+    case = generate_phantom(910000, modality="ct", region="lumbar")
+    _run(case.image, stage1, stage2)  # warm-up: first calls pay for lazy imports and allocator growth
+    result, total = _run(case.image, stage1, stage2)
+    t = result.timings
+    n = len(result.vertebrae)
+    row = {
+        "case": f"lumbar CT phantom {case.image.shape} at {tuple(round(s, 2) for s in case.image.spacing)} mm",
+        "vertebrae": n,
+        "stage1_s": t["stage1"],
+        "stage2_s": t["stage2"],
+        "stage2_per_vertebra_ms": 1000 * t["stage2"] / max(n, 1),
+        "stage2_network_per_window_ms": 1000 * t.get("stage2_network", 0.0) / max(n, 1),
+        "fusion_ms": 1000 * t.get("stage2_fusion", 0.0),
+        "total_s": total,
+        "overhead_ratio": total / t["stage1"],
+    }
+    print(f"1. time per step: {row['case']}, {n} vertebrae")
+    print(f"   stage 1 {row['stage1_s']:.2f} s | stage 2 {row['stage2_s']:.2f} s "
+          f"({row['stage2_per_vertebra_ms']:.0f} ms/vertebra, network {row['stage2_network_per_window_ms']:.0f} "
+          f"ms/window) | fusion {row['fusion_ms']:.0f} ms | whole {total:.2f} s")  # fmt: skip
+    verdict = "meets" if row["overhead_ratio"] <= GOAL_OVERHEAD else "misses"
+    print(f"   overhead ratio (whole / stage 1): {row['overhead_ratio']:.2f} ({verdict} the goal <= {GOAL_OVERHEAD})")
+    return row
+
+
+def scaling(stage1, stage2) -> dict:
+    from spineinstanceseg.phantom import generate_phantom
+
+    case = generate_phantom(910001, modality="ct", region="whole", spacing=(1.5, 1.5, 2.0))
+    small = _crop_to_lowest(case.image, case.instances, 8)
+    _, t8 = _run(small, stage1, stage2)
+    big_result, t24 = _run(case.image, stage1, stage2)
+    small_result, t8 = _run(small, stage1, stage2)
+    row = {
+        "n_big": len(big_result.vertebrae),
+        "n_small": len(small_result.vertebrae),
+        "seconds_big": t24,
+        "seconds_small": t8,
+        "ratio": t24 / t8,
+        "stage2_ratio": big_result.timings["stage2"] / small_result.timings["stage2"],
+    }
+    verdict = "meets" if row["ratio"] <= GOAL_SCALING else "misses"
+    print(f"2. scaling: whole spine {case.image.shape} ({row['n_big']} vertebrae found) {t24:.1f} s vs lowest 8 "
+          f"{small.shape} ({row['n_small']} found) {t8:.1f} s")  # fmt: skip
+    print(
+        f"   ratio {row['ratio']:.2f} ({verdict} the goal <= {GOAL_SCALING}); stage 2 alone {row['stage2_ratio']:.2f}"
+    )
+    return row
+
+
+def _large_child(stage1_model: str | None, threads: int) -> None:
+    """Runs in a fresh process: build the large volume, segment it, print JSON with times and peak RSS."""
+    import torch
+
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.volume import Volume
+
+    torch.set_num_threads(threads)
+    case = generate_phantom(910002, modality="ct", region="whole", spacing=(0.8, 0.8, 1.0), curvature=False)
+    image = case.image
+    rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    shape = np.asarray(image.shape)
+    target = np.array([max(512, shape[0]), max(512, shape[1]), shape[2]])
+    pad_lo = (target - shape) // 2
+    array = np.full(tuple(int(v) for v in target), -1000.0, np.float32)  # air around the body
+    array[tuple(slice(int(a), int(a + s)) for a, s in zip(pad_lo, shape, strict=True))] = image.array
+    large = Volume(array, image.spacing, image.index_to_world(-pad_lo.astype(float)), image.direction)
+    del case, image
+    stage1, stage2 = _load_models(stage1_model, "cpu")
+    result, seconds = _run(large, stage1, stage2)
+    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
+    out = {
+        "shape": list(large.shape),
+        "voxels_million": float(np.prod(large.shape)) / 1e6,
+        "input_mib": large.array.nbytes / 2**20,
+        "seconds": seconds,
+        "stage1_s": result.timings["stage1"],
+        "vertebrae": len(result.vertebrae),
+        "peak_rss_mib": rss / 1024,
+        "rss_before_pipeline_mib": rss_before / 1024,
+    }
+    sys.stdout.write("RESULT " + json.dumps(out) + "\n")
+
+
+def large(stage1_model: str | None, threads: int) -> dict:
+    cmd = [sys.executable, __file__, "--large-child", "--threads", str(threads)]
+    if stage1_model:
+        cmd += ["--stage1-model", stage1_model]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
+    if done.returncode or not lines:
+        print(f"3. large volume: the child process failed (exit {done.returncode}):\n{done.stderr[-3000:]}")
+        return {"failed": done.returncode}
+    row = json.loads(lines[-1][len("RESULT ") :])
+    print(f"3. large CT-sized volume {tuple(row['shape'])} ({row['voxels_million']:.0f} M voxels, input "
+          f"{row['input_mib']:.0f} MiB float32): {row['seconds']:.0f} s (stage 1 {row['stage1_s']:.0f} s), "
+          f"{row['vertebrae']} vertebrae, peak RSS {row['peak_rss_mib']:.0f} MiB")  # fmt: skip
+    return row
+
+
+def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
+    from scipy import ndimage
+
+    from spineinstanceseg.levels import SACRUM_CODE
+    from spineinstanceseg.metrics import evaluate_instances
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline.sources import MaskSource
+    from spineinstanceseg.progress import Progress
+    from spineinstanceseg.semantic import VERTEBRA
+
+    rows = []
+    print("4. accuracy on held-out phantoms (stage 1 = the model under test):")
+    print("| case | vertebrae | stage 1 + CC F1 | CC mean Dice | two-stage F1 | two-stage mean Dice |")
+    print("|---|---|---|---|---|---|")
+    settings = [
+        ("ct", "lumbar", (0.8, 0.8, 1.5), 0.0),
+        ("t2", "lumbar", (3.5, 0.6, 0.6), 10.0),
+        ("ct", "thoracolumbar", (1.0, 1.0, 3.0), 12.0),
+        ("t1", "thoracolumbar", (3.5, 0.7, 0.7), 0.0),
+    ]
+    for k in range(n_cases):
+        modality, region, spacing, tilt = settings[k % len(settings)]
+        seed = 920000 + k
+        case = generate_phantom(seed, modality=modality, region=region, spacing=spacing, oblique_deg=tilt)
+        ref = np.asarray(case.instances.array)
+        ref = np.where(ref == SACRUM_CODE, 0, ref)
+        semantic, _ = stage1.predict(case.image, progress=Progress(None))
+        cc, _ = ndimage.label(np.asarray(semantic.array) == VERTEBRA)
+        result, _ = _run(case.image, MaskSource(semantic), stage2)
+        pred = np.asarray(result.instances.array)
+        pred = np.where(pred == SACRUM_CODE, 0, pred)
+        s_cc = evaluate_instances(cc, ref, case.image.spacing)
+        s_two = evaluate_instances(pred, ref, case.image.spacing)
+        row = {
+            "case": f"{seed} {modality} {region} {spacing} tilt {tilt:.0f}",
+            "vertebrae": s_two.tp + s_two.fn,
+            "cc_f1": s_cc.f1,
+            "cc_dice": s_cc.mean_dice,
+            "f1": s_two.f1,
+            "dice": s_two.mean_dice,
+        }
+        rows.append(row)
+        print(f"| {row['case']} | {row['vertebrae']} | {s_cc.f1:.3f} | {s_cc.mean_dice:.3f} | {s_two.f1:.3f} | "
+              f"{s_two.mean_dice:.3f} |")  # fmt: skip
+    means = {key: float(np.mean([r[key] for r in rows])) for key in ("cc_f1", "cc_dice", "f1", "dice")}
+    print(f"| mean | {sum(r['vertebrae'] for r in rows)} | {means['cc_f1']:.3f} | {means['cc_dice']:.3f} | "
+          f"{means['f1']:.3f} | {means['dice']:.3f} |")  # fmt: skip
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--stage1-model", default=None, help="nnU-Net model folder (default: the bundled model)")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--cases", type=int, default=6, help="held-out phantoms for the accuracy table")
+    parser.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(PARTS)}")
+    parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
+    parser.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
+    import torch
+
+    torch.set_num_threads(max(1, args.threads))
+    if args.large_child:
+        _large_child(args.stage1_model, args.threads)
+        return 0
+    skip = {s.strip() for s in args.skip.split(",") if s.strip()}
+    unknown = skip - set(PARTS)
+    if unknown:
+        parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
+    print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
+    stage1, stage2 = _load_models(args.stage1_model, "cpu")
+    print(f"stage 1: {stage1.description}")
+    results: dict = {}
+    if "timing" not in skip:
+        results["timing"] = timing(stage1, stage2)
+    if "scaling" not in skip:
+        results["scaling"] = scaling(stage1, stage2)
+    if "large" not in skip:
+        results["large"] = large(args.stage1_model, args.threads)
+    if "accuracy" not in skip:
+        results["accuracy"] = accuracy(stage1, stage2, args.cases)
+    if args.json:
+        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
