@@ -118,3 +118,24 @@ def test_tampered_stage2_model(tmp_path, capsys, mask_file):
     code, text = _run(capsys, image, tmp_path / "out", "--mask", mask_file, "--stage2-model", model)
     assert code == 1 and "checksum" in text.lower()
     assert _no_outputs(tmp_path / "out")
+
+
+def test_tampered_or_incomplete_stage1_model(tmp_path, capsys):
+    from spineinstanceseg.stage1.sources import bundled_stage1_dir
+
+    model = tmp_path / "stage1"
+    shutil.copytree(bundled_stage1_dir(), model)
+    checkpoint = model / "fold_all" / "checkpoint_final.pth"
+    data = bytearray(checkpoint.read_bytes())
+    data[-100] ^= 0xFF
+    checkpoint.write_bytes(bytes(data))
+    image = write_volume(
+        Volume(np.random.default_rng(4).normal(size=(20, 20, 20)).astype(np.float32)), tmp_path / "i.nii.gz"
+    )
+    code, text = _run(capsys, image, tmp_path / "out", "--stage1-model", model)
+    assert code == 1 and "checksum mismatch" in text and "checkpoint_final.pth" in text
+    assert _no_outputs(tmp_path / "out")
+    (model / "plans.json").unlink()
+    code, text = _run(capsys, image, tmp_path / "out", "--stage1-model", model)
+    assert code == 1 and "plans.json" in text
+    assert _no_outputs(tmp_path / "out")

@@ -1,7 +1,7 @@
 """The Slicer-side console helpers on the real pipeline (child process running ``spineseg segment``).
 
-Slow (a full pipeline run on CPU) with the bundled stage-2 model.
-Uses the phantom's semantic map as the existing stage-1 segmentation, so only stage 2 runs.
+Slow (full pipeline runs on CPU). The first test gives the phantom's semantic map as the existing stage-1
+segmentation, so only stage 2 runs; the second runs both bundled models, as the module's in-app self-test does.
 """
 
 from __future__ import annotations
@@ -46,3 +46,27 @@ def test_segment_volume_node_with_existing_mask(tmp_path):
         assert np.min(np.linalg.norm(true_ras - position, axis=1)) < 10.0
     assert (tmp_path / "phantom" / "phantom_report.json").is_file()  # the CLI's outputs were kept
     assert (tmp_path / "phantom" / "phantom.seg.nrrd").is_file()
+
+
+def test_segment_volume_node_with_bundled_models(tmp_path):
+    """What the in-app self-test does (SpineInstanceSegTest), minus the Qt widget: bundled stage 1 and stage 2."""
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.slicer.console import segment_volume_node
+    from spineinstanceseg.slicer.mrml_adapter import vertebra_segment_ids
+    from spineinstanceseg.slicer.volume_nodes import RAS_FROM_LPS, volume_to_node
+
+    phantom = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
+    scene = slicer.vtkMRMLScene()
+    volume = volume_to_node(phantom.image, scene, name="phantom")
+    nodes = segment_volume_node(volume, options=SegmentOptions(device="cpu"), out_dir=tmp_path, timeout=1200)
+    vertebrae = vertebra_segment_ids(nodes.segmentation)
+    truth = {code: c for code, c in phantom.centroids.items() if code != 26}
+    lumbar = [code for code in truth if 20 <= code <= 24]
+    assert len(lumbar) - 1 <= len(vertebrae) <= len(truth) + 1
+    true_ras = np.array([RAS_FROM_LPS[:3, :3] @ np.asarray(c) for c in truth.values()])
+    for i in range(nodes.markups.GetNumberOfControlPoints()):
+        position = np.array(nodes.markups.GetNthControlPointPositionWorld(i))
+        assert np.min(np.linalg.norm(true_ras - position, axis=1)) < 10.0
+    report = (tmp_path / "phantom" / "phantom_report.json").read_text()
+    assert "stage1_phantom_v1" in report

@@ -32,13 +32,17 @@ REGIONS = ("lumbar", "thoracolumbar", "whole", "cervical")
 HARD = (None, None, "collapsed_disc", "fused", "wedge_fracture")
 
 
-def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7):
-    """Prepared training cases for ``seeds`` (region, hard case, tilt and curvature vary with the seed)."""
+def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7, regions=REGIONS):
+    """Prepared training cases for ``seeds`` (region, hard case, tilt and curvature vary with the seed).
+
+    ``regions`` is cycled through by seed; repeat a region to weight it (C1/C2 occur only in cervical and whole
+    spines, so they are rare windows otherwise).
+    """
     cases = []
     for seed in seeds:
         rng = np.random.default_rng([seed, 77])
-        region = REGIONS[seed % len(REGIONS)]
-        hard = HARD[(seed // len(REGIONS)) % len(HARD)]
+        region = regions[seed % len(regions)]
+        hard = HARD[(seed // len(regions)) % len(HARD)]
         if region == "cervical" and hard is not None:
             hard = "fused"
         case = generate_phantom(
@@ -69,6 +73,11 @@ def main(argv=None) -> int:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--window", type=int, default=48, help="window edge in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.5, help="working grid spacing in mm")
+    parser.add_argument(
+        "--regions",
+        default=",".join(REGIONS),
+        help="comma-separated phantom regions cycled by seed; repeat one to weight it (default: each once)",
+    )
     parser.add_argument("--init", type=Path, help="start from the weights of this model folder (same width)")
     parser.add_argument("--install", action="store_true", help="copy the best model into the package, with card")
     parser.add_argument("--scores", type=Path, help="with --install: JSON written by eval_stage2_accuracy.py")
@@ -79,8 +88,12 @@ def main(argv=None) -> int:
     spec = WindowSpec((args.window,) * 3, args.spacing)
     if args.install:
         return install(args.work, args.scores, args.note)
-    train = phantom_cases(range(args.train_cases), spec)
-    val = phantom_cases(range(800000, 800000 + args.val_cases), spec)
+    regions = tuple(r.strip() for r in args.regions.split(",") if r.strip())
+    unknown = sorted(set(regions) - set(REGIONS))
+    if unknown or not regions:
+        parser.error(f"unknown region(s) {unknown}; choose from {', '.join(REGIONS)}")
+    train = phantom_cases(range(args.train_cases), spec, regions=regions)
+    val = phantom_cases(range(800000, 800000 + args.val_cases), spec, regions=regions)
     logging.info("%d training cases, %d validation cases", len(train), len(val))
     config = Stage2Config(
         window=spec,
@@ -89,7 +102,7 @@ def main(argv=None) -> int:
         training={
             "data": (
                 f"{args.train_cases} synthetic CT phantoms (spineinstanceseg.phantom, seeds 0-{args.train_cases - 1}; "
-                "lumbar/thoracolumbar/whole/cervical; collapsed disc, fused pair, wedge fracture; "
+                f"regions cycled {'/'.join(regions)}; collapsed disc, fused pair, wedge fracture; "
                 f"30% as vertebra-only masks); validation: seeds 800000-{800000 + args.val_cases - 1}"
             ),
             "augmentation": "stage-1-like errors, rotation, scaling, thick slices, centroid jitter",

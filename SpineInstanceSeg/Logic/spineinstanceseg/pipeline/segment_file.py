@@ -12,6 +12,7 @@ from ..progress import CancelToken
 from .models import load_stage1, load_stage2
 from .options import SegmentOptions, case_name_of
 from .run import segment
+from .validate import check_image
 
 __all__ = ["segment_file", "find_mask_for", "report_path_of"]
 
@@ -62,6 +63,7 @@ def segment_file(
     input_path = Path(input_path)
     case_name = case_name or case_name_of(input_path)
     image = read_volume(input_path)
+    check_image(image, source=str(input_path))  # before loading models: bad input fails in a moment
     stage1 = load_stage1(options, mask_path=find_mask_for(input_path, options.mask))
     stage2 = load_stage2(options)
     result = segment(
