@@ -2,7 +2,7 @@
 
 Usage:
     python scripts/train_bundled_stage1.py --work /tmp/stage1_bundled [--phase phantom|full|both] [--phantoms 48]
-        [--epochs 40] [--finetune-epochs 20] [--iterations 50] [--patch 48] [--spacing 2.0] [--threads 2]
+        [--epochs 40] [--finetune-epochs 70] [--iterations 50] [--patch 48] [--spacing 2.0] [--threads 2]
         [--device auto] [--install]
 
 Phases (``both`` = phantom then full, the default):
@@ -154,7 +154,7 @@ def _axes(axes) -> tuple[int, ...] | None:
     return None if axes is None else tuple(int(a) for a in axes)
 
 
-def install(model_folder: Path, rows: list[dict], training_data: str) -> Path:
+def install(model_folder: Path, rows: list[dict], training_data: str, *, mirroring: bool = False) -> Path:
     """Copy the model (weights only) into the package with a fresh card and checksums."""
     import torch
 
@@ -189,8 +189,8 @@ def install(model_folder: Path, rows: list[dict], training_data: str) -> Path:
         "held_out_phantoms_vertebra_dice_mirrored": float(np.mean([r["vertebra_dice_mirrored"] for r in rows])),
         "cases": rows,
     }
-    # Mirroring costs 8x the network calls on CPU for a Dice difference within noise here (see the scores).
-    card.inference = {"use_mirroring": False, "tile_step_size": 0.5}
+    # Test-time mirroring costs 8x the network calls; the scores show what it buys (the default is off: speed).
+    card.inference = {"use_mirroring": bool(mirroring), "tile_step_size": 0.5}
     card.weights_only = True
     card.notes = [*card.notes, "weights only (optimizer state removed); trained by scripts/train_bundled_stage1.py"]
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
@@ -215,7 +215,7 @@ def main(argv=None) -> int:
     parser.add_argument("--phase", choices=("phantom", "full", "both"), default="both")
     parser.add_argument("--phantoms", type=int, default=48, help="training phantoms (default 48)")
     parser.add_argument("--epochs", type=int, default=40, help="epochs of the phantom phase")
-    parser.add_argument("--finetune-epochs", type=int, default=20, help="epochs of the full phase (fine-tuning)")
+    parser.add_argument("--finetune-epochs", type=int, default=70, help="epochs of the full phase (fine-tuning)")
     parser.add_argument("--iterations", type=int, default=50, help="optimiser steps per epoch")
     parser.add_argument("--patch", type=int, default=48, help="cubic patch size in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.0, help="isotropic working spacing in mm")
@@ -223,6 +223,9 @@ def main(argv=None) -> int:
     parser.add_argument("--device", default="auto")
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     parser.add_argument("--install", action="store_true", help="install the full-phase model into the package")
+    parser.add_argument(
+        "--ship-mirroring", action="store_true", help="with --install: mirroring on in the card (8x slower)"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
@@ -291,8 +294,12 @@ def main(argv=None) -> int:
         _say(f"phase {phase}: model {model_folder} ({time.perf_counter() - t:.0f} s)")
         if args.no_eval:
             continue
-        rows = evaluate(model_folder, with_real=not with_real, device=args.device)
-        write_table(rows, args.work / f"eval_{phase}", f"stage 1, {phase} model: vertebra Dice")
+        table = args.work / f"eval_{phase}.json"
+        if table.is_file() and table.stat().st_mtime > (fold / "checkpoint_final.pth").stat().st_mtime:
+            rows = json.loads(table.read_text())  # this model was evaluated already (rerun to resume)
+        else:
+            rows = evaluate(model_folder, with_real=not with_real, device=args.device)
+            write_table(rows, args.work / f"eval_{phase}", f"stage 1, {phase} model: vertebra Dice")
         _say((args.work / f"eval_{phase}.md").read_text())
         if phase == "full" and args.install:
             data = (
@@ -301,7 +308,7 @@ def main(argv=None) -> int:
                 "variation; fine-tuned from the phantom-only model. The real masks label vertebrae only, so discs and "
                 "canal count as background in those cases"
             )
-            _say(f"installed: {install(model_folder, rows, data)}")
+            _say(f"installed: {install(model_folder, rows, data, mirroring=args.ship_mirroring)}")
     return 0
 
 
