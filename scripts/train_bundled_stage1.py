@@ -154,7 +154,9 @@ def _axes(axes) -> tuple[int, ...] | None:
     return None if axes is None else tuple(int(a) for a in axes)
 
 
-def install(model_folder: Path, rows: list[dict], training_data: str, *, mirroring: bool = False) -> Path:
+def install(
+    model_folder: Path, rows: list[dict], training_data: str, *, mirroring: bool = True, work: Path | None = None
+) -> Path:
     """Copy the model (weights only) into the package with a fresh card and checksums."""
     import torch
 
@@ -173,7 +175,8 @@ def install(model_folder: Path, rows: list[dict], training_data: str, *, mirrori
     # (what nnU-Net's predictor reads), so users load it with weights_only=True.
     checkpoint = torch.load(model_folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
     shipped = {
-        "network_weights": {k: v.detach().clone() for k, v in checkpoint["network_weights"].items()},
+        # The state dict names each tensor several times (module aliases); saved as is, they share storage.
+        "network_weights": dict(checkpoint["network_weights"]),
         "trainer_name": str(checkpoint["trainer_name"]),
         "init_args": {"configuration": str(checkpoint["init_args"]["configuration"]), "fold": "all"},
         "inference_allowed_mirroring_axes": _axes(checkpoint.get("inference_allowed_mirroring_axes")),
@@ -184,19 +187,57 @@ def install(model_folder: Path, rows: list[dict], training_data: str, *, mirrori
     card = read_card(model_folder)
     card.name = BUNDLED_STAGE1_NAME
     card.training_data = training_data
+    phantoms = [r for r in rows if r["case"].startswith("phantom")]
     card.scores = {
-        "held_out_phantoms_vertebra_dice": float(np.mean([r["vertebra_dice"] for r in rows])),
-        "held_out_phantoms_vertebra_dice_mirrored": float(np.mean([r["vertebra_dice_mirrored"] for r in rows])),
+        "held_out_phantoms_vertebra_dice": float(np.mean([r["vertebra_dice"] for r in phantoms])),
+        "held_out_phantoms_vertebra_dice_mirrored": float(np.mean([r["vertebra_dice_mirrored"] for r in phantoms])),
         "cases": rows,
     }
-    # Test-time mirroring costs 8x the network calls; the scores show what it buys (the default is off: speed).
+    # Test-time mirroring costs 8x the network calls; the scores show what it buys (about +0.01 Dice here, which
+    # takes the MRI phantoms over 0.90), and users can turn it off per run for speed.
     card.inference = {"use_mirroring": bool(mirroring), "tile_step_size": 0.5}
     card.weights_only = True
     card.notes = [*card.notes, "weights only (optimizer state removed); trained by scripts/train_bundled_stage1.py"]
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
+    tables = [w.read_text() for w in sorted((work or model_folder).glob("eval_*.md"))]
+    (tmp / "MODEL_CARD.md").write_text(_card_markdown(card, tables), encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
+
+
+def _card_markdown(card, tables: list[str]) -> str:
+    """The human-readable model card (the JSON card next to it is what the code reads)."""
+    lines = [
+        f"# Model card: {card.name} (stage-1 nnU-Net v2 semantic spine model)",
+        "",
+        "**Not for clinical use: trained on synthetic phantoms and two real CTs.** It shows that the pipeline "
+        "works end to end; train on real data (e.g. SPIDER, see the README) for real scans.",
+        "",
+        "## What it does",
+        "Input: one CT or MRI volume (any orientation; reoriented to LPS, z-score normalised, resampled to 2 mm "
+        "isotropic). Output: background 0, vertebra 1, disc 2, spinal canal 3, sacrum 4 on the input grid.",
+        f"Network: nnU-Net v2 `{card.configuration or '3d_fullres'}` with reduced plans `{card.plans}` (patch 48^3, "
+        f"4 stages, 16-128 features), trainer `{card.trainer}`. Prediction defaults: {card.inference}.",
+        "",
+        "## Training",
+        f"- Data: {card.training_data}.",
+        *[f"- {note}" for note in card.notes],
+        "- Rerun: `python scripts/train_bundled_stage1.py --work DIR --threads 2 --device cpu --install` "
+        "(resumable; phantom phase, then the fine-tune with the real CTs).",
+        "",
+        "## Measured scores (vertebra Dice)",
+        "Held-out phantom seeds 900000-900005 (CT, T1, T2; tilted 5-15 degrees; anisotropic). The phantom-only "
+        "model is also scored on the two real CTs, which it never saw: that measures how realistic the phantoms "
+        "are. The shipped model trained on those CTs, so it is not scored on them.",
+        "",
+        *tables,
+        "## Files",
+        "`fold_all/checkpoint_final.pth`: weights only (loads with `torch.load(weights_only=True)`); its SHA-256 is "
+        "in `spineseg_card.json` and is verified on every load.",
+        "",
+    ]
+    return "\n".join(lines)
 
 
 def _phantom_checkpoint(results: Path) -> Path | None:
@@ -224,7 +265,11 @@ def main(argv=None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     parser.add_argument("--install", action="store_true", help="install the full-phase model into the package")
     parser.add_argument(
-        "--ship-mirroring", action="store_true", help="with --install: mirroring on in the card (8x slower)"
+        "--ship-mirroring",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="with --install: test-time mirroring on in the card (default on: it lifts the MRI phantoms' Dice "
+        "above 0.90 at 8x the network calls; users turn it off per run with --mirroring off)",
     )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -308,7 +353,7 @@ def main(argv=None) -> int:
                 "variation; fine-tuned from the phantom-only model. The real masks label vertebrae only, so discs and "
                 "canal count as background in those cases"
             )
-            _say(f"installed: {install(model_folder, rows, data, mirroring=args.ship_mirroring)}")
+            _say(f"installed: {install(model_folder, rows, data, mirroring=args.ship_mirroring, work=args.work)}")
     return 0
 
 

@@ -15,6 +15,13 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--folds", help="nnU-Net folds to use, comma-separated, e.g. 0,1 or all (default: all found)")
     models.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
     models.add_argument(
+        "--mirroring",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="stage 1 test-time mirroring: off is about 8x faster on CPU and costs about 0.01 vertebra Dice "
+        "(default: auto, the model card's choice; on for the bundled model)",
+    )
+    models.add_argument(
         "--mask",
         metavar="PATH",
         help="existing semantic mask to use instead of stage 1 (a file; with batch, a folder of masks named like "
@@ -56,6 +63,7 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
         stage1_model=args.stage1_model,
         folds=folds,
         checkpoint=args.checkpoint,
+        stage1_mirroring={"auto": None, "on": True, "off": False}[args.mirroring],
         mask=args.mask,
         mask_convention=args.mask_convention,
         stage2_model=args.stage2_model,

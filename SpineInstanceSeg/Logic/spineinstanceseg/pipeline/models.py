@@ -47,17 +47,19 @@ def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Sta
         return MaskSource(mask_path, convention=options.mask_convention)
     from ..stage1 import sources as nnunet_source
 
+    mirroring = options.stage1_mirroring
     if options.stage1_model is None:
         return _cached(
-            ("stage1", "bundled", options.device), lambda: nnunet_source.bundled_source(device=options.device)
+            ("stage1", "bundled", options.device, mirroring),
+            lambda: nnunet_source.bundled_source(device=options.device, use_mirroring=mirroring),
         )
     path = Path(options.stage1_model)
     if not path.exists():
         raise InputError("no such stage-1 model folder", fix="pass an nnU-Net v2 model folder", path=path)
-    key = ("stage1", str(path.resolve()), options.device, options.folds, options.checkpoint)
+    key = ("stage1", str(path.resolve()), options.device, options.folds, options.checkpoint, mirroring)
     return _cached(
         key,
         lambda: nnunet_source.NnUNetSource(
-            path, folds=options.folds, checkpoint=options.checkpoint, device=options.device
+            path, folds=options.folds, checkpoint=options.checkpoint, device=options.device, use_mirroring=mirroring
         ),
     )

@@ -45,6 +45,8 @@ class SegmentOptions:
         stage1_model: nnU-Net v2 model folder; ``None`` uses the bundled stage-1 model.
         folds: nnU-Net folds to use (``None``: all folds found in the model folder).
         checkpoint: nnU-Net checkpoint file name.
+        stage1_mirroring: nnU-Net's test-time mirroring in stage 1 (8x the network calls for a little accuracy);
+            ``None`` follows the model's card (nnU-Net's default, on, for models without one).
         mask: Existing semantic mask to use instead of stage 1 (a file, or a folder of masks named like the inputs).
         mask_convention: Label convention of ``mask``.
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
@@ -57,6 +59,7 @@ class SegmentOptions:
     stage1_model: str | None = None
     folds: tuple[int | str, ...] | None = None
     checkpoint: str = "checkpoint_final.pth"
+    stage1_mirroring: bool | None = None
     mask: str | None = None
     mask_convention: str = "semantic"
     stage2_model: str | None = None

@@ -77,6 +77,8 @@ def option_args(options: SegmentOptions) -> list[str]:
         argv += ["--folds", ",".join(str(f) for f in options.folds)]
     if options.checkpoint != SegmentOptions.checkpoint:
         argv += ["--checkpoint", options.checkpoint]
+    if options.stage1_mirroring is not None:
+        argv += ["--mirroring", "on" if options.stage1_mirroring else "off"]
     if options.mask:
         argv += ["--mask", str(options.mask), "--mask-convention", options.mask_convention]
     if options.stage2_model:

@@ -60,14 +60,16 @@ class NnUNetSource:
         folds: Sequence[int | str] | None = None,
         checkpoint: str = "checkpoint_final.pth",
         device: str = "auto",
+        use_mirroring: bool | None = None,
     ) -> None:
         from .model import Stage1Model
 
-        self.model = Stage1Model(folder, folds=folds, checkpoint=checkpoint, device=device)
+        self.model = Stage1Model(folder, folds=folds, checkpoint=checkpoint, device=device, use_mirroring=use_mirroring)
         folds_text = ",".join(str(f) for f in self.model.folds)
+        mirroring = "on" if self.model.info()["use_mirroring"] else "off"
         self.description = (
             f"nnU-Net v2 model {self.model.name} ({self.model.folder}; folds {folds_text}; "
-            f"{self.model.checkpoint}; device {self.model.device})"
+            f"{self.model.checkpoint}; device {self.model.device}; mirroring {mirroring})"
         )
 
     def model_info(self) -> dict:
@@ -79,15 +81,15 @@ class NnUNetSource:
         return mask, list(self.model.warnings[before:])
 
 
-def bundled_source(*, device: str = "auto") -> NnUNetSource:
-    """The bundled stage-1 model (checksums verified)."""
+def bundled_source(*, device: str = "auto", use_mirroring: bool | None = None) -> NnUNetSource:
+    """The bundled stage-1 model (checksums verified); ``use_mirroring=None`` follows its card (on)."""
     if not bundled_stage1_available():
         raise ModelError(
             "the bundled stage-1 model is missing from this installation",
             fix="reinstall spineinstanceseg, pass --stage1-model DIR, or give an existing mask with --mask",
             path=bundled_stage1_dir(),
         )
-    return NnUNetSource(bundled_stage1_dir(), folds=("all",), device=device)
+    return NnUNetSource(bundled_stage1_dir(), folds=("all",), device=device, use_mirroring=use_mirroring)
 
 
 _TOTALSEG_TASKS = {"total": "totalseg_total", "total_mr": "totalseg_total_mr"}
