@@ -109,3 +109,21 @@ def test_progress_line_round_trip():
     parsed = parse_progress_line(line + "\n")
     assert parsed is not None and parsed.step == "stage1" and parsed.fraction == 0.25
     assert parse_progress_line("some log line") is None
+
+
+def test_crop_keeps_every_voxel_where_it_was(oblique_label_volume):
+    volume = oblique_label_volume
+    box = np.s_[2:9, 1:, 3:7]
+    cropped = volume.crop(box)
+    assert cropped.shape == volume.array[box].shape and cropped.is_label == volume.is_label
+    np.testing.assert_array_equal(cropped.array, volume.array[box])
+    np.testing.assert_allclose(cropped.spacing, volume.spacing)
+    np.testing.assert_allclose(cropped.direction, volume.direction)
+    for ijk in ([0, 0, 0], [3, 2, 1], np.asarray(cropped.shape) - 1):
+        np.testing.assert_allclose(
+            cropped.index_to_world(ijk), volume.index_to_world(np.asarray(ijk) + [2, 1, 3]), atol=1e-9
+        )
+    with pytest.raises(InputError, match="unit-step"):
+        volume.crop(np.s_[::2, :, :])
+    with pytest.raises(InputError, match="no voxels"):
+        volume.crop(np.s_[5:5, :, :])

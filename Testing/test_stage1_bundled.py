@@ -63,3 +63,23 @@ def test_bundled_model_segments_held_out_phantoms(bundled_fast, modality, spacin
     print(f"\nbundled stage 1 on a held-out {modality} phantom {spacing} mm, tilt {tilt}: vertebra Dice {dice:.3f}")
     assert dice >= 0.85  # without mirroring; the card's held-out scores are the measured ones
     assert warnings == []
+
+
+def test_air_around_the_body_does_not_change_stage1(bundled_fast):
+    """A CT with the body in a wide field of view (air around it) gets the same spine as a tightly framed one."""
+    from test_stage1_body_crop import padded_in_plane
+
+    from spineinstanceseg.progress import Progress
+
+    case = generate_phantom(930002, modality="ct", region="lumbar", spacing=(1.6, 1.6, 2.5), oblique_deg=6.0)
+    tight, _ = bundled_fast.predict(case.image, progress=Progress())
+    padded, inner = padded_in_plane(case.image, factor=3.0, background=-1000.0, noise=20.0)
+    wide, _ = bundled_fast.predict(padded, progress=Progress())
+    assert wide.same_grid(padded, tol=1e-6)
+    outside = np.asarray(wide.array).copy()
+    outside[inner] = 0
+    assert not outside.any(), "stage 1 labelled voxels in the air"
+    dice_tight = _vertebra_dice(tight, case.semantic)
+    dice_wide = _vertebra_dice(case.image.with_array(np.asarray(wide.array)[inner]), case.semantic)
+    print(f"\nvertebra Dice, tightly framed {dice_tight:.3f}, in a 3x wider field of view {dice_wide:.3f}")
+    assert dice_wide >= dice_tight - 0.02 and dice_wide >= 0.85

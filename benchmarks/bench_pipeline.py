@@ -14,7 +14,8 @@ Prints, for the bundled models (or the ones given):
 
 Usage::
 
-    python benchmarks/bench_pipeline.py [--stage1-model DIR] [--threads 2] [--cases 6] [--skip large,accuracy]
+    python benchmarks/bench_pipeline.py [--stage1-model DIR] [--mirroring auto|on|off] [--threads 2] [--cases 6]
+        [--skip large,accuracy]
 
 Numbers depend on the machine; compare ratios measured in the same run.
 """
@@ -37,11 +38,18 @@ GOAL_SCALING = 3.3
 PARTS = ("timing", "scaling", "large", "accuracy")
 
 
-def _load_models(stage1_model: str | None, device: str):
+_MIRRORING = {"auto": None, "on": True, "off": False}
+
+
+def _load_models(stage1_model: str | None, device: str, mirroring: str = "auto"):
     from spineinstanceseg.stage1.sources import NnUNetSource, bundled_source
     from spineinstanceseg.stage2.model import load_bundled_model
 
-    stage1 = bundled_source(device=device) if stage1_model is None else NnUNetSource(stage1_model, device=device)
+    mirror = _MIRRORING[mirroring]
+    if stage1_model is None:
+        stage1 = bundled_source(device=device, use_mirroring=mirror)
+    else:
+        stage1 = NnUNetSource(stage1_model, device=device, use_mirroring=mirror)
     return stage1, load_bundled_model(device=device)
 
 
@@ -131,7 +139,7 @@ def scaling(stage1, stage2) -> dict:
     return row
 
 
-def _large_child(stage1_model: str | None, threads: int) -> None:
+def _large_child(stage1_model: str | None, threads: int, mirroring: str) -> None:
     """Runs in a fresh process: build the large volume, segment it, print JSON with times and peak RSS."""
     import torch
 
@@ -149,7 +157,7 @@ def _large_child(stage1_model: str | None, threads: int) -> None:
     array[tuple(slice(int(a), int(a + s)) for a, s in zip(pad_lo, shape, strict=True))] = image.array
     large = Volume(array, image.spacing, image.index_to_world(-pad_lo.astype(float)), image.direction)
     del case, image
-    stage1, stage2 = _load_models(stage1_model, "cpu")
+    stage1, stage2 = _load_models(stage1_model, "cpu", mirroring)
     result, seconds = _run(large, stage1, stage2)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     out = {
@@ -165,8 +173,8 @@ def _large_child(stage1_model: str | None, threads: int) -> None:
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
 
 
-def large(stage1_model: str | None, threads: int) -> dict:
-    cmd = [sys.executable, __file__, "--large-child", "--threads", str(threads)]
+def large(stage1_model: str | None, threads: int, mirroring: str) -> dict:
+    cmd = [sys.executable, __file__, "--large-child", "--threads", str(threads), "--mirroring", mirroring]
     if stage1_model:
         cmd += ["--stage1-model", stage1_model]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -238,6 +246,12 @@ def main() -> int:
     parser.add_argument("--cases", type=int, default=6, help="held-out phantoms for the accuracy table")
     parser.add_argument("--skip", default="", help=f"comma-separated parts to skip: {', '.join(PARTS)}")
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers as JSON here")
+    parser.add_argument(
+        "--mirroring",
+        choices=tuple(_MIRRORING),
+        default="auto",
+        help="stage-1 test-time mirroring (default auto: the model card's choice)",
+    )
     parser.add_argument("--large-child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
@@ -245,14 +259,14 @@ def main() -> int:
 
     torch.set_num_threads(max(1, args.threads))
     if args.large_child:
-        _large_child(args.stage1_model, args.threads)
+        _large_child(args.stage1_model, args.threads, args.mirroring)
         return 0
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(PARTS)
     if unknown:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    stage1, stage2 = _load_models(args.stage1_model, "cpu")
+    stage1, stage2 = _load_models(args.stage1_model, "cpu", args.mirroring)
     print(f"stage 1: {stage1.description}")
     results: dict = {}
     if "timing" not in skip:
@@ -260,7 +274,7 @@ def main() -> int:
     if "scaling" not in skip:
         results["scaling"] = scaling(stage1, stage2)
     if "large" not in skip:
-        results["large"] = large(args.stage1_model, args.threads)
+        results["large"] = large(args.stage1_model, args.threads, args.mirroring)
     if "accuracy" not in skip:
         results["accuracy"] = accuracy(stage1, stage2, args.cases)
     if args.json:

@@ -140,6 +140,21 @@ class Volume:
             is_label=self.is_label if is_label is None else is_label,
         )
 
+    def crop(self, box: tuple[slice, slice, slice]) -> Volume:
+        """The sub-volume ``array[box]`` with its own origin, so every kept voxel stays where it was in the world.
+
+        Args:
+            box: One slice per array axis with step 1 (``None`` bounds allowed), e.g. from ``np.s_[10:90, :, 5:]``.
+        """
+        if len(box) != 3 or any(s.step not in (None, 1) for s in box):
+            raise InputError(f"crop box {box!r} is not three unit-step slices", fix="pass e.g. np.s_[a:b, c:d, e:f]")
+        starts = np.array([s.indices(n)[0] for s, n in zip(box, self.shape, strict=True)], dtype=float)
+        array = self.array[box]
+        if min(array.shape) < 1:
+            raise InputError(f"crop box {box!r} leaves no voxels of {self.shape}", fix="pass a box inside the grid")
+        origin = self.index_to_world(starts)
+        return Volume(array, self.spacing, tuple(origin), self.direction, is_label=self.is_label)
+
     def as_label(self, dtype: type | np.dtype | None = None) -> Volume:
         """This grid as a label map; non-integer arrays are rounded."""
         array = self.array

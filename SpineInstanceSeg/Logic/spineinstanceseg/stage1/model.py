@@ -23,6 +23,7 @@ from ..orientation import from_canonical, to_canonical
 from ..progress import Progress
 from ..semantic import SEMANTIC_LABELS, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
+from .body_crop import body_box
 from .model_card import ModelCard, classes_from_label_names, read_card, verify_checksums
 
 __all__ = ["Stage1Model", "resolve_model_folder", "find_folds", "resolve_device", "check_channels"]
@@ -170,6 +171,8 @@ class Stage1Model:
         use_mirroring: nnU-Net's test-time mirroring, 8 network calls per patch (``None``: the card's choice, else
             on, as nnU-Net does).
         verify: Check the card's SHA-256 checksums of the checkpoints used.
+        crop_to_body: Run the network only on the box around the body (see :mod:`.body_crop`; air outside it is
+            background), which makes the result independent of how much air was scanned.
 
     Raises:
         ModelError: missing files (named), checksum mismatch, labels that do not map to spine classes.
@@ -185,6 +188,7 @@ class Stage1Model:
         tile_step_size: float | None = None,
         use_mirroring: bool | None = None,
         verify: bool = True,
+        crop_to_body: bool = True,
     ) -> None:
         self.folder = resolve_model_folder(folder)
         self.checkpoint = checkpoint
@@ -213,6 +217,7 @@ class Stage1Model:
             tile_step_size if tile_step_size is not None else preferred.get("tile_step_size", 0.5)
         )
         self._use_mirroring = bool(use_mirroring if use_mirroring is not None else preferred.get("use_mirroring", True))
+        self._crop_to_body = bool(crop_to_body)
         self._predictor = self._load(self.device)
 
     def _load(self, device: str):
@@ -251,6 +256,7 @@ class Stage1Model:
             "input_orientation": self.orientation,
             "use_mirroring": self._use_mirroring,
             "tile_step_size": self._tile_step_size,
+            "crop_to_body": self._crop_to_body,
         }
 
     # ------------------------------------------------------------------ prediction
@@ -261,6 +267,11 @@ class Stage1Model:
         progress = progress or Progress()
         channels = check_channels(image, self.channels)
         reference = channels[0]
+        box = body_box(reference) if self._crop_to_body else None
+        if box is not None:
+            channels = [c.crop(box) for c in channels]
+            log.info("stage 1 runs on the body box %s of %s (the air outside is background)", channels[0].shape,
+                     reference.shape)  # fmt: skip
         how = None
         if self.orientation == "lps":
             pairs = [to_canonical(c) for c in channels]
@@ -291,6 +302,10 @@ class Stage1Model:
         result = channels[0].with_array(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))), is_label=True)
         if how is not None:
             result = from_canonical(result, how)
+        if box is not None:
+            full = np.zeros(reference.shape, dtype=result.array.dtype)
+            full[box] = result.array
+            result = reference.with_array(full, is_label=True)
         progress.update(1.0, "stage 1 done")
         if not result.same_grid(
             reference
