@@ -46,7 +46,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"outputs:  {paths['report'].parent}")
     print(f"preview:  {paths['preview']}")
     print(
-        f"accuracy against the phantom's ground truth: instance F1 (IoU >= 0.5) = {scores.f1:.3f}, "
-        f"mean instance Dice = {scores.mean_dice:.3f}"
+        f"accuracy against the phantom's ground truth: {scores.tp} of {scores.tp + scores.fn} vertebrae found "
+        f"({scores.fp} false), instance F1 (IoU >= 0.5) = {scores.f1:.3f}, mean instance Dice = "
+        f"{scores.mean_dice:.3f} ({scores.mean_dice_matched:.3f} over the found vertebrae)"
     )
     return 0

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 
@@ -135,7 +136,10 @@ def load_predictor(
 ) -> nnUNetPredictor:
     """An initialised nnU-Net predictor for a trained model folder (weights of all ``folds`` kept in memory)."""
     register_trainers()  # the checkpoint names its trainer class; ours are found through nnUNet_extTrainer
-    with quiet_stdout():
+    # nnU-Net finds the trainer class by importing every trainer module, some of which import timm, which warns
+    # about torch.jit.interface: noise in a user's console that says nothing about their run.
+    with quiet_stdout(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
         predictor = _ProgressPredictor(
             tile_step_size=tile_step_size,
             use_gaussian=True,
