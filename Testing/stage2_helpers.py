@@ -80,36 +80,53 @@ class FakeConfig:
 class OracleModel:
     """Answers every window from ground-truth instances (what a perfect network would say).
 
-    It replays stage 2's own window placement (same centroids, same order) to know where each window lies, and
-    labels the vertebra voxels of the window's input as top/centre/bottom from the true instance map.
+    It finds where each window lies by matching the window's vertebra channel against the working-grid mask at
+    the corners stage 2 can choose (around centroid finding's centroids, around the true centroids, where later
+    passes of the window iteration move to, and around ``extra_centres``), and labels the input's vertebra voxels
+    as top/centre/bottom from the true instance map, the centre being the true vertebra nearest the window's centre.
     """
 
-    def __init__(self, semantic: Volume, instances: Volume, config: FakeConfig | None = None) -> None:
+    def __init__(
+        self, semantic: Volume, instances: Volume, config: FakeConfig | None = None, *, extra_centres=()
+    ) -> None:
         self.config = config or FakeConfig()
         spec = self.config.window
         sem = np.asarray(to_working_grid(semantic, spec.spacing_mm).array)
+        self.vertebra = sem == VERTEBRA
         self.truth = np.asarray(to_working_grid(instances, spec.spacing_mm).array).astype(np.int32)
-        layout = locate_vertebrae(sem == VERTEBRA, spacing_mm=spec.spacing_mm, disc=sem == DISC)
-        self.corners = [window_corner(c, spec.size) for c in layout.centroids]
-        self.centres = layout.centroids
+        layout = locate_vertebrae(self.vertebra, spacing_mm=spec.spacing_mm, disc=sem == DISC)
         labels = [int(v) for v in np.unique(self.truth) if v > 0]
         cents = np.asarray(ndimage.center_of_mass(np.ones(self.truth.shape), self.truth, labels)).reshape(-1, 3)
         order = np.argsort(-cents[:, 2])
         self.order = [labels[i] for i in order]  # true labels top to bottom
         self.true_centroids = cents[order]
+        centres = (*layout.centroids, *self.true_centroids, *extra_centres)
+        self.candidates = [window_corner(c, spec.size) for c in centres]
         self.calls = 0
         self.batches: list[int] = []
+        self.corners: list[tuple[int, ...]] = []  # where each answered window was, in call order
+
+    def _corner_of(self, window_vertebra: np.ndarray) -> np.ndarray:
+        size = self.config.window.size
+        shifts = np.stack(np.meshgrid(*[np.arange(-3, 4)] * 3, indexing="ij"), -1).reshape(-1, 3)
+        for base in self.candidates:
+            for shift in shifts:
+                corner = base + shift
+                if np.array_equal(crop_window(self.vertebra, corner, size), window_vertebra):
+                    return corner
+        raise AssertionError("the oracle could not place a window: stage 2 cut it somewhere unexpected")
 
     def predict_windows(self, inputs: np.ndarray) -> np.ndarray:
         size = self.config.window.size
         out = np.zeros((inputs.shape[0], 4, *size), np.float32)
         self.batches.append(inputs.shape[0])
         for b in range(inputs.shape[0]):
-            k = self.calls
             self.calls += 1
-            truth = crop_window(self.truth, self.corners[k], size)
-            # centre = the true vertebra nearest the window's centroid
-            c = int(np.argmin(np.linalg.norm(self.true_centroids - self.centres[k], axis=1)))
+            corner = self._corner_of(inputs[b, 0] > 0)
+            self.corners.append(tuple(int(v) for v in corner))
+            truth = crop_window(self.truth, corner, size)
+            centre = corner + np.asarray(size) // 2
+            c = int(np.argmin(np.linalg.norm(self.true_centroids - centre, axis=1)))
             cls = np.zeros(size, np.int64)
             for offset, klass in ((-1, 1), (0, 2), (1, 3)):
                 if 0 <= c + offset < len(self.order):

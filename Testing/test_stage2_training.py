@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -75,6 +76,26 @@ def test_augmented_samples_only_label_input_vertebra_voxels_and_can_drop_discs()
         assert np.all(x[1] == 0)  # disc channel dropped
         assert np.all(x[0][y > 0] == 1)  # targets only on input vertebra voxels
         assert set(np.unique(y)) <= {0, 1, 2, 3}
+
+
+def test_field_of_view_cut_leaves_partial_vertebrae_labelled_and_nothing_beyond_the_plane():
+    """A scan's edge cuts a vertebra: the sample shows what is left of it, with its class, and empty space beyond."""
+    case = prepare_case(*_stack(), spec=SPEC)
+    whole = 8 * 8 * 6  # voxels of one box vertebra (the stack is on the 4 mm working grid already)
+    rng = np.random.default_rng(7)
+    aug = replace(Augmentation.none(), p_fov_cut=1.0)
+    partial_neighbour = cut_centre = 0
+    for _ in range(40):
+        x, y = make_sample(case, rng, spec=SPEC, augment=aug, index=2)
+        assert np.all(x[0][y > 0] == 1) and set(np.unique(y)) <= {0, 1, 2, 3}
+        planes = np.nonzero(x.any(axis=(0, 1, 2)))[0]  # axis-2 planes of the window holding anything
+        assert planes[0] > 0 or planes[-1] < SPEC.size[2] - 1, "one end of the window lies beyond the cut"
+        counts = np.bincount(y.ravel(), minlength=4)
+        partial_neighbour += int(0 < counts[1] < whole or 0 < counts[3] < whole)
+        if 0 < counts[2] < whole:  # the centre vertebra itself is cut: the window sits on what is left of it
+            cut_centre += 1
+            assert abs(np.nonzero(y == 2)[2].mean() - (SPEC.size[2] - 1) / 2) <= 1.0
+    assert partial_neighbour >= 5 and cut_centre >= 5
 
 
 def test_validation_dice():

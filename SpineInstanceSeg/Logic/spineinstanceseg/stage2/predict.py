@@ -1,5 +1,9 @@
 """Stage-2 inference: semantic mask -> centroids -> windows -> network (batched) -> DiceFusion -> instances.
 
+Windows iterate (the paper's local window iteration): the fused vertebrae's centroids place the next pass's
+windows until no window moves. A centroid that the first pass put between two vertebrae (the atlas above the
+axis, a vertebra cut by the field of view) then gets a window centred on the vertebra the network found.
+
 Everything between the first and the last step happens on the working grid (:mod:`.working_grid`); the result
 is on exactly the input grid, where every stage-1 vertebra voxel carries a label 1..N (top to bottom) and no
 other voxel does.
@@ -34,9 +38,11 @@ from .working_grid import labels_to_input_grid, to_working_grid
 if TYPE_CHECKING:
     from .model import Stage2Model
 
-__all__ = ["Stage2Result", "split_instances"]
+__all__ = ["Stage2Result", "split_instances", "DEFAULT_ITERATIONS"]
 
 log = logging.getLogger(__name__)
+
+DEFAULT_ITERATIONS = 3
 
 
 @dataclass(frozen=True)
@@ -83,12 +89,73 @@ def _instance_centroids(instances: NDArray, n: int, volume: Volume) -> NDArray[n
     return volume.index_to_world(np.asarray(idx, dtype=float).reshape(n, 3) + lo)
 
 
+class _WindowRunner:
+    """Runs the network on windows of one working-grid mask; a window whose corner was seen before is reused."""
+
+    def __init__(self, model: Any, spec: WindowSpec, channels: tuple[str, ...], work: NDArray, image_w, *, batch_size):
+        self.model, self.spec, self.channels = model, spec, channels
+        self.work, self.image_w = work, image_w
+        self.step = max(1, int(batch_size))
+        self._cache: dict[tuple[int, ...], NDArray[np.int8]] = {}
+
+    @property
+    def n_windows(self) -> int:
+        """Windows that went through the network so far."""
+        return len(self._cache)
+
+    def run(self, centroids: NDArray, progress: Progress, *, label: str = "") -> list[WindowPrediction]:
+        """One prediction per centroid (window ``k`` is centred on ``centroids[k]``)."""
+        size = self.spec.size
+        corners = [tuple(int(v) for v in window_corner(c, size)) for c in centroids]
+        todo = list(dict.fromkeys(c for c in corners if c not in self._cache))
+        n_batches = max(1, -(-len(todo) // self.step))
+        for b, start in enumerate(range(0, len(todo), self.step)):
+            progress.check()
+            chunk = todo[start : start + self.step]
+            sem_windows = np.stack([crop_window(self.work, c, size) for c in chunk])
+            img_windows = None
+            if self.image_w is not None:
+                img_windows = np.stack([crop_window(self.image_w, c, size) for c in chunk])
+            inputs = np.ascontiguousarray(encode_input(sem_windows, channels=self.channels, image=img_windows))
+            outputs = np.asarray(self.model.predict_windows(inputs))
+            if outputs.shape != (len(chunk), 4, *size):
+                raise ModelError(
+                    f"the stage-2 model returned shape {outputs.shape}, expected {(len(chunk), 4, *size)}",
+                    fix="use a stage-2 model with 4 output classes (background, top, centre, bottom)",
+                )
+            for corner, output in zip(chunk, outputs, strict=True):
+                self._cache[corner] = WindowPrediction.from_output(0, corner, output).labels
+            done = min(start + self.step, len(todo))
+            progress.update((b + 1) / n_batches, f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
+        return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
+
+
+def _recentred(labels: NDArray[np.int32], centroids: NDArray) -> NDArray[np.float64] | None:
+    """Centroids (working-grid index) of the fused vertebrae, or ``None`` when the windows already sit on them.
+
+    The windows sit on them when fusion kept the number of vertebrae and every window would keep its corner
+    (no centroid moved by half a voxel or more along any axis).
+    """
+    n = int(labels.max())
+    if n == 0:
+        return None
+    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
+    lo = np.array([b.start for b in box], dtype=float)
+    sub = labels[box]
+    new = np.asarray(ndimage.center_of_mass(np.ones(sub.shape, np.uint8), sub, np.arange(1, n + 1)), float)
+    new = new.reshape(n, 3) + lo
+    if n == len(centroids) and np.array_equal(np.round(new), np.round(np.asarray(centroids))):
+        return None
+    return new
+
+
 def split_instances(
     semantic: Volume,
     *,
     model: Stage2Model,
     image: Volume | None = None,
     batch_size: int = 4,
+    iterations: int = DEFAULT_ITERATIONS,
     progress: Progress | None = None,
 ) -> Stage2Result:
     """Split the vertebra class of a stage-1 semantic mask into one instance per vertebra.
@@ -98,6 +165,9 @@ def split_instances(
         model: A stage-2 model (duck-typed, see module docstring).
         image: The image on any grid covering the mask; used only if the model has an image input channel.
         batch_size: Windows per network call.
+        iterations: Most passes of windows + fusion (the paper's local window iteration): after each pass the
+            windows move onto the centroids of the fused vertebrae, and a new pass runs when any window moved
+            or the number of vertebrae changed. 1 = centroid finding only places the windows.
         progress: Reports per batch of windows; cancellation is checked per batch.
 
     Raises:
@@ -134,34 +204,26 @@ def split_instances(
     image_w = None
     if IMAGE_CHANNEL in channels and image is not None:
         image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
-    corners = [window_corner(c, spec.size) for c in layout.centroids]
-    preds: list[WindowPrediction] = []
-    step = max(1, int(batch_size))
-    n_batches = max(1, -(-n // step))
-    for b, start in enumerate(range(0, n, step)):
-        progress.check()
-        chunk = corners[start : start + step]
-        sem_windows = np.stack([crop_window(work, c, spec.size) for c in chunk])
-        img_windows = None if image_w is None else np.stack([crop_window(image_w, c, spec.size) for c in chunk])
-        inputs = np.ascontiguousarray(encode_input(sem_windows, channels=channels, image=img_windows))
-        outputs = np.asarray(model.predict_windows(inputs))
-        if outputs.shape != (len(chunk), 4, *spec.size):
-            raise ModelError(
-                f"the stage-2 model returned shape {outputs.shape}, expected {(len(chunk), 4, *spec.size)}",
-                fix="use a stage-2 model with 4 output classes (background, top, centre, bottom)",
-            )
-        for k, corner in enumerate(chunk):
-            preds.append(WindowPrediction.from_output(start + k, corner, outputs[k]))
-        progress.update(0.08 + 0.8 * (b + 1) / n_batches, f"stage-2 windows {min(start + step, n)}/{n}")
-    timings["network"] = time.perf_counter() - t
-
-    t = time.perf_counter()
-    if n:
-        fused = dice_fusion(preds, n_vertebrae=n, vertebra_mask=vert)
+    runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
+    centroids = layout.centroids
+    labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
+    passes = max(1, int(iterations))
+    for k in range(passes):
+        if not len(centroids):  # the vertebra voxels vanished on the working grid (a sliver): one vertebra
+            break
+        pass_progress = progress.sub(0.08 + 0.84 * k / passes, 0.08 + 0.84 * (k + 1) / passes)
+        preds = runner.run(centroids, pass_progress, label=f"pass {k + 1}/{passes}" if passes > 1 else "")
+        t_fusion = time.perf_counter()
+        fused = dice_fusion(preds, n_vertebrae=len(centroids), vertebra_mask=vert)
+        timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t_fusion
         labels_w, confidence = fused.labels, fused.confidence
-    else:  # the vertebra voxels vanished on the working grid (a sliver): one vertebra, no evidence
-        labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
-    timings["fusion"] = time.perf_counter() - t
+        moved = _recentred(labels_w, centroids)
+        if moved is None:
+            break
+        log.info("stage 2: pass %d moved windows (%d -> %d vertebrae); iterating", k + 1, len(centroids), len(moved))
+        centroids = moved
+    timings["network"] = time.perf_counter() - t - timings.get("fusion", 0.0)
+    n_windows = runner.n_windows
     progress.update(0.92, "windows fused")
 
     t = time.perf_counter()
@@ -188,7 +250,7 @@ def split_instances(
         instances=instances,
         centroids_lps=centroids,
         confidence=confidence[:n_final],
-        n_windows=n,
+        n_windows=n_windows,
         seed_centroids_lps=grid.volume.index_to_world(layout.centroids) if n else np.zeros((0, 3)),
         timings=timings,
     )

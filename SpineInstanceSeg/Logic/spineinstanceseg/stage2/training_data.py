@@ -9,8 +9,11 @@ further away, the sacrum and everything outside the input's vertebra class are b
 Degradations imitate stage-1 errors so that the network copes with real stage-1 masks: erosion/dilation,
 holes, spurious blobs, merged neighbours (bridging voxels across the disc space), missing disc/canal classes
 (vertebra-only masks), thick-slice staircasing (spacing changes), plus random rotation and scaling of the window
-and centroid jitter. The target is computed *after* the degradation: each input vertebra voxel takes the class of
-the nearest true vertebra (within ``_NEAREST_MAX_VOX``), so the network learns to split whatever mask it is given.
+and centroid jitter. A *field-of-view cut* removes everything above (or below) a plane through the centre vertebra
+or one of its neighbours, as the edge of a scan does; a cut centre vertebra's window is centred on what is left
+of it, as inference centres it. The target is computed *after* the degradation: each input vertebra voxel takes
+the class of the nearest true vertebra (within ``_NEAREST_MAX_VOX``), so the network learns to split whatever mask
+it is given.
 
 All arrays here live on the working grid (canonical orientation, isotropic ``WindowSpec.spacing_mm``),
 axis order (X, Y, Z) = (L, P, S).
@@ -72,10 +75,11 @@ class Augmentation:
     p_bridge: float = 0.5
     p_drop_disc_canal: float = 0.4
     p_thick_slices: float = 0.2
+    p_fov_cut: float = 0.25
 
     @classmethod
     def none(cls) -> Augmentation:
-        return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def semantic_from_instances(instances: NDArray) -> NDArray[np.uint8]:
@@ -160,6 +164,46 @@ def _sample_window(arrays: Sequence[NDArray], center: NDArray, matrix: NDArray, 
         ndimage.affine_transform(a, matrix, offset=offset, output_shape=size, order=0, mode="constant", cval=0)
         for a in arrays
     ]
+
+
+@dataclass(frozen=True)
+class _FovCut:
+    """Everything above (``keep_below``) or below an axis-2 plane of the case grid is outside the field of view."""
+
+    z: float
+    keep_below: bool
+
+    def keep(self, z: NDArray) -> NDArray[np.bool_]:
+        return z <= self.z if self.keep_below else z >= self.z
+
+
+def _fov_cut(case: TrainingCase, k: int, rng: np.random.Generator) -> tuple[_FovCut, NDArray | None]:
+    """A random field-of-view cut through vertebra k or a neighbour; with the new centre when k itself is cut.
+
+    A neighbour keeps 5-70 % of its height (the slivers at a scan's edge), the centre vertebra 15-90 %.
+    """
+    choices = [j for j in (k - 1, k, k + 1) if 0 <= j < len(case.labels)]
+    j = choices[int(rng.integers(len(choices)))]
+    # The top neighbour is cut from above, the bottom one from below, the centre one from either side.
+    keep_below = j < k or (j == k and rng.random() < 0.5)
+    region = case.instances == case.labels[j]
+    zs = np.nonzero(region.any(axis=(0, 1)))[0]
+    lo, hi = float(zs[0]), float(zs[-1]) + 1.0
+    kept = rng.uniform(0.15, 0.9) if j == k else rng.uniform(0.05, 0.7)
+    cut = _FovCut(lo + kept * (hi - lo) if keep_below else hi - kept * (hi - lo), keep_below)
+    if j != k:
+        return cut, None
+    idx = np.argwhere(region)
+    rest = idx[cut.keep(idx[:, 2].astype(float))]
+    return cut, (rest.mean(axis=0) if len(rest) else None)
+
+
+def _case_z(center: NDArray, matrix: NDArray, size: tuple[int, int, int]) -> NDArray:
+    """Case-grid axis-2 coordinate of every voxel of a window sampled by :func:`_sample_window`."""
+    half = (np.asarray(size, dtype=float) - 1) / 2.0
+    z0 = float(center[2] - matrix[2] @ half)
+    axes = [np.arange(n, dtype=float) * matrix[2, a] for a, n in enumerate(size)]
+    return z0 + axes[0][:, None, None] + axes[1][None, :, None] + axes[2][None, None, :]
 
 
 def _ball(radius: float) -> NDArray[np.bool_]:
@@ -263,10 +307,16 @@ def make_sample(
     """
     aug = augment if augment is not None else Augmentation()
     k = int(rng.integers(len(case.labels))) if index is None else int(index)
-    center = case.centroids[k] + np.clip(rng.normal(0.0, aug.jitter_vox, 3), -3 * aug.jitter_vox, 3 * aug.jitter_vox)
+    cut, cut_center = _fov_cut(case, k, rng) if rng.random() < aug.p_fov_cut else (None, None)
+    center = case.centroids[k] if cut_center is None else cut_center
+    center = center + np.clip(rng.normal(0.0, aug.jitter_vox, 3), -3 * aug.jitter_vox, 3 * aug.jitter_vox)
     scale = rng.uniform(*aug.scale)
     matrix = _rotation(rng, aug.rotate_deg) * scale
     inst_w, sem_w = _sample_window((case.instances, case.semantic), center, matrix, spec.size)
+    if cut is not None:
+        outside = ~cut.keep(_case_z(center, matrix, spec.size))
+        inst_w[outside] = 0
+        sem_w[outside] = 0
     classes = {case.labels[k]: 2}
     if k > 0:
         classes[case.labels[k - 1]] = 1
