@@ -4,6 +4,7 @@ Usage:
     python scripts/train_bundled_stage1.py --work /tmp/stage1_bundled [--phase phantom|full|both] [--phantoms 48]
         [--epochs 40] [--finetune-epochs 70] [--iterations 50] [--patch 48] [--spacing 2.0] [--threads 2]
         [--device auto] [--install]
+    python scripts/train_bundled_stage1.py --work /tmp/eval --evaluate MODEL_DIR [--with-real]   # measure only
 
 Phases (``both`` = phantom then full, the default):
 
@@ -265,6 +266,14 @@ def main(argv=None) -> int:
     parser.add_argument("--no-eval", action="store_true", help="skip the evaluation")
     parser.add_argument("--install", action="store_true", help="install the full-phase model into the package")
     parser.add_argument(
+        "--evaluate",
+        type=Path,
+        metavar="MODEL_DIR",
+        help="only measure this trained model folder (e.g. the bundled one) on the held-out phantoms, with "
+        "--with-real also on the real CTs, and write WORK/eval_<folder name>.md/.json; trains nothing",
+    )
+    parser.add_argument("--with-real", action="store_true", help="with --evaluate: score the real CTs too")
+    parser.add_argument(
         "--ship-mirroring",
         action=argparse.BooleanOptionalAction,
         default=True,
@@ -281,6 +290,13 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     os.environ.setdefault("nnUNet_n_proc_DA", "1")
+    if args.evaluate is not None:
+        args.work.mkdir(parents=True, exist_ok=True)
+        rows = evaluate(args.evaluate, with_real=args.with_real, device=args.device)
+        out = args.work / f"eval_{args.evaluate.name}"
+        write_table(rows, out, f"stage 1, {args.evaluate.name}: vertebra Dice")
+        _say(out.with_suffix(".md").read_text())
+        return 0
     folders = resolve_folders(args.work / "nnunet")
     folders.apply()
     schedules = {
