@@ -33,7 +33,7 @@ from .centroids import locate_vertebrae
 from .encoding import IMAGE_CHANNEL, encode_input, normalise_image
 from .fusion import WindowPrediction, dice_fusion
 from .windows import WindowSpec, crop_window, window_corner
-from .working_grid import labels_to_input_grid, to_working_grid
+from .working_grid import WorkingGrid, labels_to_input_grid, to_working_grid
 
 if TYPE_CHECKING:
     from .model import Stage2Model
@@ -43,6 +43,7 @@ __all__ = ["Stage2Result", "split_instances", "DEFAULT_ITERATIONS"]
 log = logging.getLogger(__name__)
 
 DEFAULT_ITERATIONS = 3
+CENTROID_SPACING_MM = 2.0
 
 
 @dataclass(frozen=True)
@@ -130,6 +131,22 @@ class _WindowRunner:
         return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
 
 
+def _find_centroids(semantic: Volume, grid: WorkingGrid, vert: NDArray, disc: NDArray) -> NDArray[np.float64]:
+    """(N, 3) centroids, top to bottom, as continuous indices of the working grid ``grid``.
+
+    Centroid finding runs on a grid of at most ``CENTROID_SPACING_MM``: thin cervical disc spaces close on a
+    coarser grid (on the real VerSe mask gl003 C5 went unfound at 2.5 mm and was found at 2 mm).
+    """
+    if grid.spacing_mm <= CENTROID_SPACING_MM:
+        return locate_vertebrae(vert, spacing_mm=grid.spacing_mm, disc=disc).centroids
+    fine = to_working_grid(semantic, CENTROID_SPACING_MM)
+    array = np.asarray(fine.array)
+    found = locate_vertebrae(array == VERTEBRA, spacing_mm=CENTROID_SPACING_MM, disc=array == DISC).centroids
+    if not len(found):
+        return found
+    return grid.volume.world_to_index(fine.volume.index_to_world(found)).reshape(-1, 3)
+
+
 def _recentred(labels: NDArray[np.int32], centroids: NDArray) -> NDArray[np.float64] | None:
     """Centroids (working-grid index) of the fused vertebrae, or ``None`` when the windows already sit on them.
 
@@ -194,8 +211,8 @@ def split_instances(
     timings["working_grid"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    layout = locate_vertebrae(vert, spacing_mm=spec.spacing_mm, disc=work == DISC)
-    n = len(layout.centroids)
+    centroids = _find_centroids(semantic, grid, vert, work == DISC)
+    n = len(centroids)
     timings["centroids"] = time.perf_counter() - t
     log.info("stage 2: %d vertebra centroids", n)
     progress.update(0.08, f"{n} vertebra centroids")
@@ -204,8 +221,8 @@ def split_instances(
     image_w = None
     if IMAGE_CHANNEL in channels and image is not None:
         image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
+    seeds = centroids
     runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
-    centroids = layout.centroids
     labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
     passes = max(1, int(iterations))
     for k in range(passes):
@@ -251,6 +268,6 @@ def split_instances(
         centroids_lps=centroids,
         confidence=confidence[:n_final],
         n_windows=n_windows,
-        seed_centroids_lps=grid.volume.index_to_world(layout.centroids) if n else np.zeros((0, 3)),
+        seed_centroids_lps=grid.volume.index_to_world(seeds) if n else np.zeros((0, 3)),
         timings=timings,
     )
