@@ -79,15 +79,14 @@ def _model_spec(model: Any) -> tuple[WindowSpec, tuple[str, ...]]:
     return spec, tuple(channels)
 
 
-def _instance_centroids(instances: NDArray, n: int, volume: Volume) -> NDArray[np.float64]:
-    """(n, 3) LPS centroids of labels 1..n of ``instances`` (on ``volume``'s grid), computed in their bounding box."""
+def _label_centroids(labels: NDArray, n: int) -> NDArray[np.float64]:
+    """(n, 3) continuous-index centroids of labels 1..n, computed in the labels' bounding box (fast on big grids)."""
     if n == 0:
         return np.zeros((0, 3))
-    box = ndimage.find_objects((instances > 0).astype(np.uint8))[0]
-    sub = instances[box]
+    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
+    sub = labels[box]
     idx = ndimage.center_of_mass(np.ones(sub.shape, dtype=np.uint8), sub, np.arange(1, n + 1))
-    lo = np.array([b.start for b in box], dtype=float)
-    return volume.index_to_world(np.asarray(idx, dtype=float).reshape(n, 3) + lo)
+    return np.asarray(idx, dtype=float).reshape(n, 3) + np.array([b.start for b in box], dtype=float)
 
 
 class _WindowRunner:
@@ -156,11 +155,7 @@ def _recentred(labels: NDArray[np.int32], centroids: NDArray) -> NDArray[np.floa
     n = int(labels.max())
     if n == 0:
         return None
-    box = ndimage.find_objects((labels > 0).astype(np.uint8))[0]
-    lo = np.array([b.start for b in box], dtype=float)
-    sub = labels[box]
-    new = np.asarray(ndimage.center_of_mass(np.ones(sub.shape, np.uint8), sub, np.arange(1, n + 1)), float)
-    new = new.reshape(n, 3) + lo
+    new = _label_centroids(labels, n)
     if n == len(centroids) and np.array_equal(np.round(new), np.round(np.asarray(centroids))):
         return None
     return new
@@ -224,6 +219,7 @@ def split_instances(
     seeds = centroids
     runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
     labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
+    timings["fusion"] = 0.0
     passes = max(1, int(iterations))
     for k in range(passes):
         if not len(centroids):  # the vertebra voxels vanished on the working grid (a sliver): one vertebra
@@ -232,14 +228,14 @@ def split_instances(
         preds = runner.run(centroids, pass_progress, label=f"pass {k + 1}/{passes}" if passes > 1 else "")
         t_fusion = time.perf_counter()
         fused = dice_fusion(preds, n_vertebrae=len(centroids), vertebra_mask=vert)
-        timings["fusion"] = timings.get("fusion", 0.0) + time.perf_counter() - t_fusion
+        timings["fusion"] += time.perf_counter() - t_fusion
         labels_w, confidence = fused.labels, fused.confidence
         moved = _recentred(labels_w, centroids)
         if moved is None:
             break
         log.info("stage 2: pass %d moved windows (%d -> %d vertebrae); iterating", k + 1, len(centroids), len(moved))
         centroids = moved
-    timings["network"] = time.perf_counter() - t - timings.get("fusion", 0.0)
+    timings["network"] = time.perf_counter() - t - timings["fusion"]
     n_windows = runner.n_windows
     progress.update(0.92, "windows fused")
 
@@ -259,7 +255,7 @@ def split_instances(
     n_final = len(present)
     dtype = np.int16 if n_final < np.iinfo(np.int16).max else np.int32
     instances = semantic.with_array(values.astype(dtype), is_label=True)
-    centroids = _instance_centroids(values, n_final, semantic)
+    centroids = semantic.index_to_world(_label_centroids(values, n_final)) if n_final else np.zeros((0, 3))
     timings["to_input_grid"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     progress.update(1.0, f"{n_final} vertebrae")
