@@ -147,3 +147,16 @@ def test_two_centroids_on_one_vertebra_give_no_duplicate():
     result = dice_fusion(windows, n_vertebrae=4, vertebra_mask=t > 0)
     np.testing.assert_array_equal(result.labels, t)  # three vertebrae, each exactly once
     assert result.confidence[1] < 0.5  # the duplicated vertebra's predictions disagree: flagged
+
+
+def test_consensus_centroids_pull_an_off_centre_window_towards_its_neighbours_view():
+    agreeing = fuse([window(0), window(1), window(2)])
+    t = truth()
+    true_centroids = np.asarray(ndimage.center_of_mass(np.ones(SHAPE), t, [1, 2, 3]))
+    np.testing.assert_allclose(agreeing.consensus_centroids, true_centroids)
+    # window 0 sits too high and sees only the upper half of its vertebra (z 32-36, 144 voxels); window 1 sees
+    # all of it as its top neighbour (z 28-36, 288 voxels): the voxel-weighted mean lies between the two views
+    result = fuse([window(0, override={(28, 32): 0}), window(1), window(2)])
+    expected_z = (33.5 * 144 + 31.5 * 288) / 432
+    np.testing.assert_allclose(result.consensus_centroids[0], [3.5, 3.5, expected_z])
+    np.testing.assert_allclose(result.consensus_centroids[1:], true_centroids[1:])

@@ -159,9 +159,11 @@ def test_window_iteration_moves_misplaced_windows_onto_the_vertebrae(monkeypatch
         oracle = OracleModel(semantic, instances, extra_centres=placed[0])
         result = split_instances(semantic, model=oracle, iterations=iterations)
         check_contract(result, semantic)
-        last = np.asarray(oracle.corners[-5:])
+        # Windows already run are reused, so the last pass may answer only some windows: look at all of them.
+        answered = np.asarray(oracle.corners)
         wanted = np.asarray([window_corner(c, size) for c in oracle.true_centroids])
-        assert np.all(np.abs(last - wanted) <= 1) == on_target, (iterations, last - wanted)
+        reached = [bool(np.any(np.all(np.abs(answered - w) <= 1, axis=1))) for w in wanted]
+        assert all(reached) == on_target, (iterations, answered, wanted)
 
 
 def test_model_needing_an_image_without_one_says_so():

@@ -22,6 +22,9 @@ The merge, on the working grid:
    touch no region take the label of the nearest one. Every stage-1 vertebra voxel ends up labelled; nothing
    outside it is.
 
+5. **Consensus centroids.** Each final vertebra's centroid as all of its window predictions see it (their
+   voxel-weighted mean centroid), for the next pass of the window iteration to centre on.
+
 Labels of the result are 1..N top to bottom (by the height of each final region; empty vertebrae dropped).
 The top neighbour in the first window and the bottom neighbour in the last window are kept as vertebrae of their
 own (when large enough): they are vertebrae that centroid finding missed at the ends of the spine (an atlas
@@ -32,7 +35,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -102,12 +105,17 @@ class FusionResult:
             ``n_vertebrae`` (below the last) for a vertebra that centroid finding missed at an end of the spine
             but the first/last window saw as its top/bottom neighbour.
         n_predictions: (N,) how many windows predicted each output vertebra.
+        consensus_centroids: (N, 3) working-grid index of each output vertebra's centroid as its predictions
+            see it together: the voxel-weighted mean of the centroids of all window predictions of that vertebra
+            (centre in its own window, top/bottom in the neighbours'). Where one window sits off its vertebra,
+            the neighbours' views pull this towards the true centroid, so the next pass can re-centre on it.
     """
 
     labels: NDArray[np.int32]
     confidence: NDArray[np.float64]
     source: NDArray[np.int64]
     n_predictions: NDArray[np.int64]
+    consensus_centroids: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
 
 
 @dataclass
@@ -183,6 +191,30 @@ def _score(preds: list[_Pred], n: int) -> tuple[NDArray, NDArray]:
             p.score = float(np.mean(values)) if values else SINGLE_PREDICTION_CONFIDENCE
         confidence[v] = float(np.mean(pairs)) if pairs else SINGLE_PREDICTION_CONFIDENCE
     return confidence, counts
+
+
+def _consensus_centroids(preds: list[_Pred], slots: Sequence[int], labels: NDArray[np.int32]) -> NDArray:
+    """(len(slots), 3) voxel-weighted mean centroid of the predictions of each slot (bounding-box index).
+
+    A slot's predictions count only where they overlap its final region (a stray prediction elsewhere says
+    nothing about where the vertebra is); a slot without such a prediction takes its final region's centroid.
+    """
+    sums = {v: np.zeros(3) for v in slots}
+    weights = dict.fromkeys(slots, 0.0)
+    for p in preds:
+        v = p.vertebra + 1  # claim value
+        if v not in sums or not np.any(labels[p.sl][p.mask] == v):
+            continue
+        idx = np.argwhere(p.mask)
+        sums[v] += idx.sum(axis=0) + len(idx) * np.array([s.start for s in p.sl], dtype=float)
+        weights[v] += len(idx)
+    out = np.zeros((len(slots), 3))
+    for k, v in enumerate(slots):
+        if weights[v] > 0:
+            out[k] = sums[v] / weights[v]
+        else:
+            out[k] = np.argwhere(labels == v).mean(axis=0)
+    return out
 
 
 def _largest_component(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
@@ -282,9 +314,11 @@ def dice_fusion(
     source = np.asarray([v - 2 for v in survivors], dtype=np.int64)  # claim value v = slot + 1 = index + 2
     out = np.zeros(full.shape, np.int32)
     out[bbox] = lut[labels]
+    consensus = _consensus_centroids(preds, survivors, labels) + lo[None, :] if survivors else np.zeros((0, 3))
     return FusionResult(
         labels=out,
         confidence=np.clip(confidence[source + 1], 0.0, 1.0) if len(source) else np.zeros(0),
         source=source,
         n_predictions=counts[source + 1] if len(source) else np.zeros(0, dtype=np.int64),
+        consensus_centroids=consensus,
     )

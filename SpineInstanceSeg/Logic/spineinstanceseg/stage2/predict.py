@@ -1,8 +1,15 @@
 """Stage-2 inference: semantic mask -> centroids -> windows -> network (batched) -> DiceFusion -> instances.
 
-Windows iterate (the paper's local window iteration): the fused vertebrae's centroids place the next pass's
-windows until no window moves. A centroid that the first pass put between two vertebrae (the atlas above the
-axis, a vertebra cut by the field of view) then gets a window centred on the vertebra the network found.
+Windows iterate (the paper's local window iteration): each fused vertebra's *consensus* centroid (where all the
+windows that predicted it see it, :attr:`.fusion.FusionResult.consensus_centroids`) places the next pass's windows
+until no window moves. A centroid that the first pass put between two vertebrae (the atlas above the axis, a
+vertebra cut by the field of view) then gets a window centred on the vertebra the network found. Re-centring on
+the fused region alone could stall: a window sitting on the upper half of the atlas calls that half a vertebra,
+fusion keeps it, and its centroid keeps the window where it is; the axis's window, which sees the whole atlas as
+its top neighbour, pulls the consensus down onto it.
+
+After the last pass, on the input grid, the remains of vertebrae cut by the field of view beyond the end
+vertebrae get a label of their own (:mod:`.edge_fragments`).
 
 Everything between the first and the last step happens on the working grid (:mod:`.working_grid`); the result
 is on exactly the input grid, where every stage-1 vertebra voxel carries a label 1..N (top to bottom) and no
@@ -30,6 +37,7 @@ from ..resample import resample_to_grid
 from ..semantic import DISC, VERTEBRA
 from ..volume import Volume
 from .centroids import locate_vertebrae
+from .edge_fragments import split_edge_fragments
 from .encoding import IMAGE_CHANNEL, encode_input, normalise_image
 from .fusion import WindowPrediction, dice_fusion
 from .windows import WindowSpec, crop_window, window_corner
@@ -65,6 +73,20 @@ class Stage2Result:
     n_windows: int
     seed_centroids_lps: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     timings: dict[str, float] = field(default_factory=dict)
+
+
+def _numbered_top_to_bottom(values: NDArray, confidence: NDArray, geometry: Volume):
+    """Labels renumbered 1..N densely (a vertebra thinner than the input grid may have vanished) and from top to
+    bottom by the height (LPS z) of their centroids on the input grid; returns (values, confidence, centroids)."""
+    present = np.nonzero(np.bincount(values.ravel()))[0]
+    present = present[present > 0]
+    if not len(present):
+        return values, np.zeros(0), np.zeros((0, 3))
+    world = geometry.index_to_world(_label_centroids(values, int(values.max()))[present - 1])
+    order = np.argsort(-world[:, 2], kind="stable")
+    lut = np.zeros(int(values.max()) + 1, dtype=np.int32)
+    lut[present[order]] = np.arange(1, len(present) + 1)
+    return lut[values], confidence[present[order] - 1], world[order]
 
 
 def _model_spec(model: Any) -> tuple[WindowSpec, tuple[str, ...]]:
@@ -146,16 +168,14 @@ def _find_centroids(semantic: Volume, grid: WorkingGrid, vert: NDArray, disc: ND
     return grid.volume.world_to_index(fine.volume.index_to_world(found)).reshape(-1, 3)
 
 
-def _recentred(labels: NDArray[np.int32], centroids: NDArray) -> NDArray[np.float64] | None:
-    """Centroids (working-grid index) of the fused vertebrae, or ``None`` when the windows already sit on them.
-
-    The windows sit on them when fusion kept the number of vertebrae and every window would keep its corner
-    (no centroid moved by half a voxel or more along any axis).
+def _recentred(new: NDArray[np.float64], centroids: NDArray) -> NDArray[np.float64] | None:
+    """``new`` (the fused vertebrae's consensus centroids, working-grid index), or ``None`` when the windows
+    already sit on them: fusion kept the number of vertebrae and every window would keep its corner (no
+    centroid moved by half a voxel or more along any axis).
     """
-    n = int(labels.max())
+    n = len(new)
     if n == 0:
         return None
-    new = _label_centroids(labels, n)
     if n == len(centroids) and np.array_equal(np.round(new), np.round(np.asarray(centroids))):
         return None
     return new
@@ -178,8 +198,8 @@ def split_instances(
         image: The image on any grid covering the mask; used only if the model has an image input channel.
         batch_size: Windows per network call.
         iterations: Most passes of windows + fusion (the paper's local window iteration): after each pass the
-            windows move onto the centroids of the fused vertebrae, and a new pass runs when any window moved
-            or the number of vertebrae changed. 1 = centroid finding only places the windows.
+            windows move onto the consensus centroids of the fused vertebrae, and a new pass runs when any window
+            moved or the number of vertebrae changed. 1 = centroid finding only places the windows.
         progress: Reports per batch of windows; cancellation is checked per batch.
 
     Raises:
@@ -230,7 +250,7 @@ def split_instances(
         fused = dice_fusion(preds, n_vertebrae=len(centroids), vertebra_mask=vert)
         timings["fusion"] += time.perf_counter() - t_fusion
         labels_w, confidence = fused.labels, fused.confidence
-        moved = _recentred(labels_w, centroids)
+        moved = _recentred(fused.consensus_centroids, centroids)
         if moved is None:
             break
         log.info("stage 2: pass %d moved windows (%d -> %d vertebrae); iterating", k + 1, len(centroids), len(moved))
@@ -246,23 +266,19 @@ def split_instances(
     if not values.any():  # see the sliver case above
         values = (np.asarray(semantic.array) == VERTEBRA).astype(np.int32)
         confidence = np.zeros(1)
-    present = np.nonzero(np.bincount(values.ravel()))[0]
-    present = present[present > 0]
-    if len(present) != int(values.max()):  # a vertebra thinner than the input grid vanished: keep 1..N dense
-        lut = np.zeros(int(values.max()) + 1, dtype=np.int32)
-        lut[present] = np.arange(1, len(present) + 1)
-        values, confidence = lut[values], confidence[present - 1]
-    n_final = len(present)
+    values, added = split_edge_fragments(values, semantic)
+    confidence = np.concatenate([confidence[: int(values.max()) - added], np.zeros(added)])
+    values, confidence, centroids = _numbered_top_to_bottom(values, confidence, semantic)
+    n_final = len(centroids)
     dtype = np.int16 if n_final < np.iinfo(np.int16).max else np.int32
     instances = semantic.with_array(values.astype(dtype), is_label=True)
-    centroids = semantic.index_to_world(_label_centroids(values, n_final)) if n_final else np.zeros((0, 3))
     timings["to_input_grid"] = time.perf_counter() - t
     timings["total"] = time.perf_counter() - t_start
     progress.update(1.0, f"{n_final} vertebrae")
     return Stage2Result(
         instances=instances,
         centroids_lps=centroids,
-        confidence=confidence[:n_final],
+        confidence=confidence,
         n_windows=n_windows,
         seed_centroids_lps=grid.volume.index_to_world(seeds) if n else np.zeros((0, 3)),
         timings=timings,
