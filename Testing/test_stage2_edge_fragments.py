@@ -119,6 +119,7 @@ def test_stage2_gives_a_thin_slab_cut_by_the_field_of_view_its_own_label():
     labels = np.asarray(result.instances.array)
     assert labels.max() == 5
     np.testing.assert_array_equal(labels == 1, inst == 1)
+    assert result.confidence[0] == 0.0 and np.all(result.confidence[1:] > 0.5)  # the cut one: no window's word
     for k in range(2, 6):
         dice = 2 * np.sum((labels == k) & (inst == k)) / (np.sum(labels == k) + np.sum(inst == k))
         assert dice > 0.95, (k, dice)

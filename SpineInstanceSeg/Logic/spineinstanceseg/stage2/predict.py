@@ -61,7 +61,8 @@ class Stage2Result:
     Attributes:
         instances: Label map, vertebrae 1..N from top to bottom, 0 elsewhere (int16, int32 beyond 32767).
         centroids_lps: (N, 3) physical centroid (LPS mm) of each final instance, computed on the input grid.
-        confidence: (N,) DiceFusion agreement per vertebra in [0, 1] (see :mod:`.fusion`).
+        confidence: (N,) DiceFusion agreement per vertebra in [0, 1] (see :mod:`.fusion`); 0 for the remains
+            of a vertebra cut by the field of view that :mod:`.edge_fragments` split off (no window confirms them).
         n_windows: Number of windows that went through the network.
         seed_centroids_lps: (M, 3) the centroids the windows were centred on (LPS mm), top to bottom.
         timings: Seconds per step ("working_grid", "centroids", "network", "fusion", "to_input_grid", "total").
