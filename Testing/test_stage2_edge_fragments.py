@@ -123,3 +123,18 @@ def test_stage2_gives_a_thin_slab_cut_by_the_field_of_view_its_own_label():
     for k in range(2, 6):
         dice = 2 * np.sum((labels == k) & (inst == k)) / (np.sum(labels == k) + np.sum(inst == k))
         assert dice > 0.95, (k, dice)
+
+
+def test_no_cut_vertebra_is_looked_for_between_the_last_vertebra_and_the_sacrum():
+    """Stage-1 sacrum voxels called vertebra below L5 are not the remains of another vertebra; at the other end
+    the rule still works."""
+    labels = np.concatenate([np.zeros((16, 16, 8), np.int32), with_remains(stack())], axis=2)  # bottom body 12-24
+    labels[2:7, 2:14, 0:3] = 3  # detached pieces at the bottom face, 1.07 pitches below the bottom vertebra
+    labels[9:14, 2:14, 0:3] = 3
+    sacrum = np.zeros(labels.shape, bool)
+    sacrum[2:14, 2:14, 4:10] = True  # the sacrum lies below the bottom vertebra
+    out, added = split_edge_fragments(labels, geometry(labels.shape), sacrum=sacrum)
+    assert added == 1  # the top end only
+    assert np.all(out[2:7, 2:14, 0:3] == 3) and np.all(out[2:7, 2:14, 57:60] == 4)
+    out, added = split_edge_fragments(labels, geometry(labels.shape))
+    assert added == 2  # without a sacrum class both ends have a cut vertebra

@@ -34,7 +34,7 @@ from scipy import ndimage
 from ..errors import ModelError, NoSpineFoundError
 from ..progress import Progress
 from ..resample import resample_to_grid
-from ..semantic import DISC, VERTEBRA
+from ..semantic import DISC, SACRUM, VERTEBRA
 from ..volume import Volume
 from .centroids import locate_vertebrae
 from .edge_fragments import split_edge_fragments
@@ -267,7 +267,7 @@ def split_instances(
     if not values.any():  # see the sliver case above
         values = (np.asarray(semantic.array) == VERTEBRA).astype(np.int32)
         confidence = np.zeros(1)
-    values, added = split_edge_fragments(values, semantic)
+    values, added = split_edge_fragments(values, semantic, sacrum=np.asarray(semantic.array) == SACRUM)
     confidence = np.concatenate([confidence[: int(values.max()) - added], np.zeros(added)])
     values, confidence, centroids = _numbered_top_to_bottom(values, confidence, semantic)
     n_final = len(centroids)
