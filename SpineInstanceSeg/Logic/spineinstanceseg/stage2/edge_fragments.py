@@ -56,9 +56,13 @@ def _touches_face(box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
     return any(s.start == 0 or s.stop == n for s, n in zip(box, shape, strict=True))
 
 
-def _beyond_end(labels: NDArray, end: int, neighbour: int, geometry: Volume, *, beyond, min_vox, sacrum_lps):
-    """Boolean mask of the detached edge pieces of label ``end`` beyond it as seen from ``neighbour`` (or None)."""
-    objects = ndimage.find_objects(labels, max_label=max(end, neighbour))
+def _beyond_end(
+    labels: NDArray, objects: list, end: int, neighbour: int, geometry: Volume, *, beyond, min_vox, sacrum_lps
+):
+    """Boolean mask of the detached edge pieces of label ``end`` beyond it as seen from ``neighbour`` (or None).
+
+    ``objects`` is ``ndimage.find_objects(labels)``.
+    """
     box_end, box_nb = objects[end - 1], objects[neighbour - 1]
     if box_end is None or box_nb is None:
         return None
@@ -123,14 +127,15 @@ def split_edge_fragments(
     if n < 2:
         return labels, 0  # no neighbour, no direction: nothing is "beyond"
     min_vox = float(min_volume_mm3) / float(np.prod(geometry.spacing))
-    out = labels.copy()
-    added = 0
     sacrum_lps = None
     if sacrum is not None and np.any(sacrum):
         sacrum_lps = geometry.index_to_world(np.argwhere(sacrum).mean(axis=0))
+    objects = ndimage.find_objects(labels)
+    found = []
     for end, neighbour in ((1, 2), (n, n - 1)):
         pieces = _beyond_end(
             labels,
+            objects,
             end,
             neighbour,
             geometry,
@@ -138,13 +143,13 @@ def split_edge_fragments(
             min_vox=min_vox,
             sacrum_lps=sacrum_lps,
         )
-        if pieces is None:
-            continue
-        added += 1
-        out[pieces] = n + added
-        log.info(
-            "stage 2: %d voxels beyond vertebra %d at the edge of the field of view are a cut vertebra",
-            pieces.sum(),
-            end,
-        )
-    return out, added
+        if pieces is not None:
+            log.info("stage 2: %d voxels beyond vertebra %d at the edge of the field of view are a cut vertebra",
+                     pieces.sum(), end)  # fmt: skip
+            found.append(pieces)
+    if not found:
+        return labels, 0  # no copy: on a CT-sized grid the label map alone is hundreds of MB
+    out = labels.copy()
+    for k, pieces in enumerate(found, start=1):
+        out[pieces] = n + k
+    return out, len(found)

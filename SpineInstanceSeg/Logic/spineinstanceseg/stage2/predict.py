@@ -267,8 +267,9 @@ def split_instances(
     if not values.any():  # see the sliver case above
         values = (np.asarray(semantic.array) == VERTEBRA).astype(np.int32)
         confidence = np.zeros(1)
+    n_fused = int(values.max())
     values, added = split_edge_fragments(values, semantic, sacrum=np.asarray(semantic.array) == SACRUM)
-    confidence = np.concatenate([confidence[: int(values.max()) - added], np.zeros(added)])
+    confidence = np.concatenate([confidence[:n_fused], np.zeros(added)])
     values, confidence, centroids = _numbered_top_to_bottom(values, confidence, semantic)
     n_final = len(centroids)
     dtype = np.int16 if n_final < np.iinfo(np.int16).max else np.int32
