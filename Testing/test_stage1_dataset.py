@@ -41,21 +41,40 @@ def test_phantom_conversion_writes_verified_nnunet_dataset(tmp_path):
     assert verify_raw_dataset(folder) == 3
 
 
-def test_verse_layout_keeps_only_its_classes_consecutively(tmp_path):
-    image, semantic = toy_case(0)
-    verse = np.where(semantic.array == 1, 22, 0) + np.where(semantic.array == 4, 26, 0)  # L3 + sacrum only
+def test_verse_layout_derives_discs_and_canal_and_ignores_beyond_the_labelled_span(tmp_path):
+    from spineinstanceseg.phantom import generate_phantom
+
+    case = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
     (tmp_path / "rawdata" / "sub-001").mkdir(parents=True)
     (tmp_path / "derivatives" / "sub-001").mkdir(parents=True)
-    write_volume(image, tmp_path / "rawdata" / "sub-001" / "sub-001_ct.nii.gz")
+    write_volume(case.image, tmp_path / "rawdata" / "sub-001" / "sub-001_ct.nii.gz")
+    vertebrae_only = np.where(case.instances.array == 26, 0, case.instances.array).astype(np.int16)  # no sacrum
     write_volume(
-        semantic.with_array(verse.astype(np.int16)),
-        tmp_path / "derivatives" / "sub-001" / "sub-001_seg-vert_msk.nii.gz",
+        case.instances.with_array(vertebrae_only), tmp_path / "derivatives" / "sub-001" / "sub-001_seg-vert_msk.nii.gz"
     )
     result = convert_dataset("verse", tmp_path, dataset_id=8, name="V", raw_dir=tmp_path / "raw")
-    assert result.labels == {"background": 0, "vertebra": 1, "sacrum": 2}
-    labels = read_label_map(result.folder / "labelsTr" / "sub-001.nii.gz")
-    assert set(np.unique(labels.array)) == {0, 1, 2}
+    # discs and canal are derived from the vertebrae; what the mask cannot tell is nnU-Net's "ignore" (highest value)
+    assert result.labels == {"background": 0, "vertebra": 1, "disc": 2, "canal": 3, "sacrum": 4, "ignore": 5}
+    labels = np.asarray(read_label_map(result.folder / "labelsTr" / "sub-001.nii.gz").array)
+    counts = np.bincount(labels.ravel(), minlength=6)
+    assert counts[1] == np.count_nonzero(vertebrae_only) and counts[2] > 0 and counts[3] > 0 and counts[5] > 0
+    assert counts[4] == 0  # the sacrum is not labelled in this mask: it lies in the ignored region below L5
     assert json.loads((result.folder / "dataset.json").read_text())["channel_names"] == {"0": "CT"}
+    assert verify_raw_dataset(result.folder) == 1
+
+
+def test_generic_source_turns_unlabelled_voxels_into_the_ignore_label(tmp_path):
+    image, semantic = toy_case(0)
+    partial = np.array(semantic.array)
+    partial[:, 10:, :] = 255  # the posterior part is not labelled in this source
+    (tmp_path / "src" / "images").mkdir(parents=True)
+    (tmp_path / "src" / "labels").mkdir()
+    write_volume(image, tmp_path / "src" / "images" / "a.nii.gz")
+    write_volume(semantic.with_array(partial), tmp_path / "src" / "labels" / "a.nii.gz")
+    result = convert_dataset("generic", tmp_path / "src", dataset_id=9, name="G", raw_dir=tmp_path / "raw")
+    assert result.labels == {"background": 0, "vertebra": 1, "disc": 2, "sacrum": 3, "ignore": 4}
+    labels = np.asarray(read_label_map(result.folder / "labelsTr" / "a.nii.gz").array)
+    assert np.count_nonzero(labels == 4) == np.count_nonzero(partial == 255)
 
 
 def test_spider_layout_maps_partial_vertebrae_canal_and_discs(tmp_path):

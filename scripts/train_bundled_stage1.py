@@ -1,30 +1,38 @@
-"""Train the bundled stage-1 nnU-Net model (stage1_phantom_v1) on the CPU; rerunnable and resumable.
+"""Train the bundled stage-1 nnU-Net model and its leave-one-out siblings on the CPU; rerunnable and resumable.
 
 Usage:
-    python scripts/train_bundled_stage1.py --work /tmp/stage1_bundled [--phase phantom|full|both] [--phantoms 48]
-        [--epochs 40] [--finetune-epochs 70] [--iterations 50] [--patch 48] [--spacing 2.0] [--threads 2]
-        [--device auto] [--install]
-    python scripts/train_bundled_stage1.py --work /tmp/eval --evaluate MODEL_DIR [--with-real]   # measure only
+    python scripts/train_bundled_stage1.py --work /tmp/stage1 [--phantoms 48] [--base-epochs 40]
+        [--finetune-epochs 50] [--iterations 50] [--folds 0,1,2,3,all] [--threads 2] [--device cpu]
 
-Phases (``both`` = phantom then full, the default):
+One nnU-Net dataset (503 ``SpineRealDiscs``), preprocessed once:
 
-* ``phantom``: dataset 501 ``SpinePhantom`` of synthetic phantoms only (seeds 0..N-1; CT, T1 and T2 in turn; lumbar
-  and thoracolumbar; anisotropic voxels; tilted grids). After training it is evaluated on held-out phantom seeds
-  (900000+, CT/T1/T2, oblique, anisotropic) and on the two real CTs in ../shared/data/real-ct: the real-CT vertebra
-  Dice of this phantom-only model measures how realistic the phantoms are.
-* ``full``: dataset 502 ``SpinePhantomRealCT``: the same phantoms plus the two real CTs, each added twice (as is and
-  with a simulated scanner change: intensity scale/offset and noise); nnU-Net's own augmentation does the rest. It
-  starts from the phantom model's weights (fine-tuning, ``--finetune-epochs``). The real masks label vertebrae only,
-  so their discs and canal are background there (the card says so). Evaluated on the held-out phantoms only (the
-  real CTs are training data now). ``--install`` copies this model (weights only, optimizer state dropped) into the
-  package as ``models/stage1_phantom_v1`` with its card.
+* synthetic phantoms (seeds 0..N-1; CT, T1 and T2 in turn; lumbar and thoracolumbar; anisotropic; tilted);
+* the four real CTs of ``../shared/data/real-ct``, each as is and in two variants (intensity/noise change; a crop
+  that cuts the end vertebrae), with **derived** training labels: vertebrae, the discs and canal derived from the
+  vertebrae's geometry, and "ignore" beyond the labelled span (``spineinstanceseg.conventions.derived``);
+* the real sagittal MRI of ``../shared/data/real-mri-bodies`` with vertebral-body labels: bodies, derived discs,
+  and "ignore" behind the bodies' posterior wall (unlabelled posterior elements) and beyond the labelled span; the
+  lowest VB1 body (probably S1) is ignored too.
 
-Network: nnU-Net's plans reduced by ``spineinstanceseg.stage1.training.small_plans`` (patch 48^3 at 2 mm isotropic,
-4 stages, 16..128 feature maps, about 1.4 M parameters), trainer ``nnUNetTrainer_SpineSegQuick`` with the schedule
-given here. Rerun with the same --work to resume: a phase whose fold_all/checkpoint_final.pth exists is not
-retrained, an interrupted one continues from checkpoint_latest.pth (saved every 10 epochs). To move training to
-another machine copy --work (the nnunet/ folder holds raw data, plans, preprocessed data and checkpoints). Results:
-WORK/eval_<phase>.md and .json (the tables for the notes)."""
+Folds (``splits_final.json``; the validation set of a fold is what it never trains on):
+
+====  ===============================================  =========================================================
+fold  held out                                         used for
+====  ===============================================  =========================================================
+0-3   real CT k (with its variants) + half of the MRI  leave-one-out scores of real CT k and of that MRI half
+4     every real case                                  the phantom-only base model the others fine-tune from
+all   nothing                                          the shipped model
+====  ===============================================  =========================================================
+
+Each fold is exported as a standalone weights-only model folder (``WORK/export/fold_<f>``) whose card lists the
+real cases it trained on, and ``WORK/loo/<case>`` points every real case at a model that did not see it: pass
+``--stage1-loo WORK/loo`` to ``benchmarks/bench_real_scans.py``.
+
+Resuming: rerun with the same --work. Finished steps are skipped (marker files, final checkpoints); an interrupted
+fold continues from its ``checkpoint_latest.pth`` (saved every 5 epochs). To move training to another session,
+keep WORK/nnunet/nnUNet_results (or the checkpoints committed under ``--resume-from``); everything else is rebuilt
+deterministically.
+"""
 
 from __future__ import annotations
 
@@ -40,9 +48,15 @@ from pathlib import Path
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
-REAL_CT = REPO.parent / "shared" / "data" / "real-ct"
-EVAL_SEEDS = range(900000, 900006)
-PHASES = {"phantom": (501, "SpinePhantom"), "full": (502, "SpinePhantomRealCT")}
+SHARED = REPO.parent / "shared" / "data"
+REAL_CT = SHARED / "real-ct"
+REAL_MRI = SHARED / "real-mri-bodies"
+DATASET_ID, DATASET_NAME = 503, "SpineRealDiscs"
+BASE_FOLD = 4
+CT_CASES = ("sub-verse005", "sub-verse006", "sub-verse008", "sub-verse012")
+# The MRI set split in two halves (VB1 and VB2 in both); folds 0 and 2 hold out half A, 1 and 3 half B.
+MRI_HALF_A = ("vb1_03", "vb1_10", "vb1_15", "vb1_17", "vb2_02", "vb2_05", "vb2_07", "vb2_09", "vb2_12", "vb2_14")
+PLANS = "SpineSegSmallPlans"
 
 
 def _say(text: str) -> None:
@@ -65,311 +79,239 @@ def phantom_case(seed: int, *, held_out: bool = False):
     return generate_phantom(seed, modality=modality, region=region, spacing=spacing, oblique_deg=tilt), modality
 
 
-def real_cases():
-    """(name, image, semantic) for the real CTs, or [] when ../shared/data is absent."""
-    from spineinstanceseg.conventions import to_internal
-    from spineinstanceseg.io import read_label_map, read_volume
-
-    out = []
-    for image_path in sorted(REAL_CT.glob("*_ct.nii.gz")):
-        name = image_path.name[: -len("_ct.nii.gz")]
-        labels = read_label_map(REAL_CT / f"{name}_seg-vert_msk.nii.gz")
-        out.append((name, read_volume(image_path), to_internal(labels, "verse").semantic))
-    return out
+def mri_cases() -> list[str]:
+    return sorted(p.name[: -len("_img.nii.gz")] for p in REAL_MRI.glob("*_img.nii.gz"))
 
 
-def build_source(folder: Path, n_phantoms: int, *, with_real: bool) -> None:
-    """A generic-layout source folder (images/ + labels/ with semantic labels)."""
+def _crop_ends(image, labels, rng):
+    """Image and labels cut along the array axis closest to superior, 10-25 % off each end (partial vertebrae)."""
+    axis = int(np.argmax(np.abs(np.asarray(image.direction)[2])))
+    n = image.shape[axis]
+    lo, hi = int(n * rng.uniform(0.1, 0.25)), n - int(n * rng.uniform(0.1, 0.25))
+    box = tuple(slice(lo, hi) if a == axis else slice(None) for a in range(3))
+    return image.crop(box), labels.crop(box)
+
+
+def _write_real_ct(folder: Path, case: str, rng) -> list[str]:
+    from spineinstanceseg.io import read_label_map, read_volume, write_volume
+    from spineinstanceseg.stage1.dataset_sources import verse_training_labels
+
+    image = read_volume(REAL_CT / f"{case}_ct.nii.gz")
+    labels = verse_training_labels(read_label_map(REAL_CT / f"{case}_seg-vert_msk.nii.gz"))
+    versions = {f"realct_{case}": (image, labels)}
+    varied = image.array * rng.uniform(0.9, 1.1) + rng.uniform(-40, 40) + rng.normal(0, 20, image.shape)
+    versions[f"realct_{case}_v1"] = (image.with_array(varied.astype(np.float32)), labels)
+    versions[f"realct_{case}_v2"] = _crop_ends(image.with_array(image.array * rng.uniform(0.95, 1.05)), labels, rng)
+    for name, (img, lab) in versions.items():
+        write_volume(img.as_image(np.float32), folder / "images" / f"{name}.nii.gz")
+        write_volume(lab, folder / "labels" / f"{name}.nii.gz")
+    return list(versions)
+
+
+def _write_real_mri(folder: Path, case: str) -> str:
+    from spineinstanceseg.conventions.derived import derive_body_training_labels
+    from spineinstanceseg.io import read_label_map, read_volume, write_volume
+    from spineinstanceseg.semantic import UNLABELLED
+
+    image = read_volume(REAL_MRI / f"{case}_img.nii.gz")
+    derived = derive_body_training_labels(
+        read_label_map(REAL_MRI / f"{case}_bodies.nii.gz"), unlabel_lowest=case.startswith("vb1")
+    )
+    semantic = np.array(derived.semantic.array, dtype=np.uint8)
+    semantic[derived.unknown] = UNLABELLED
+    name = f"realmri_{case}"
+    write_volume(image.as_image(np.float32), folder / "images" / f"{name}.nii.gz")
+    write_volume(derived.semantic.with_array(semantic), folder / "labels" / f"{name}.nii.gz")
+    return name
+
+
+def build_source(folder: Path, n_phantoms: int) -> dict[str, list[str]]:
+    """The generic-layout source folder; returns {"phantom": [...], "<real case>": [its case names]}."""
     from spineinstanceseg.io import write_volume
 
-    if (folder / "done.txt").is_file():
-        return
+    index_file = folder / "cases.json"
+    if index_file.is_file():
+        return json.loads(index_file.read_text())
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     (folder / "labels").mkdir()
+    groups: dict[str, list[str]] = {"phantom": []}
     for seed in range(n_phantoms):
         case, modality = phantom_case(seed)
-        write_volume(case.image, folder / "images" / f"phantom{seed:03d}_{modality}.nii.gz")
-        write_volume(case.semantic, folder / "labels" / f"phantom{seed:03d}_{modality}.nii.gz")
-    if with_real:
-        rng = np.random.default_rng(5)
-        for name, image, semantic in real_cases():
-            write_volume(image, folder / "images" / f"{name}.nii.gz")
-            write_volume(semantic, folder / "labels" / f"{name}.nii.gz")
-            varied = image.array * rng.uniform(0.9, 1.1) + rng.uniform(-30, 30) + rng.normal(0, 15, image.shape)
-            write_volume(image.with_array(varied.astype(np.float32)), folder / "images" / f"{name}_aug.nii.gz")
-            write_volume(semantic, folder / "labels" / f"{name}_aug.nii.gz")
-    (folder / "done.txt").write_text("complete\n")
+        name = f"phantom{seed:03d}_{modality}"
+        write_volume(case.image, folder / "images" / f"{name}.nii.gz")
+        write_volume(case.semantic, folder / "labels" / f"{name}.nii.gz")
+        groups["phantom"].append(name)
+    rng = np.random.default_rng(5)
+    for case in CT_CASES:
+        groups[case] = _write_real_ct(folder, case, rng)
+        _say(f"  real CT {case}: {groups[case]}")
+    for case in mri_cases():
+        groups[case] = [_write_real_mri(folder, case)]
+    index_file.write_text(json.dumps(groups, indent=1) + "\n")
+    return groups
 
 
-def vertebra_dice(predicted, reference) -> float:
-    a, b = np.asarray(predicted.array) == 1, np.asarray(reference.array) == 1
-    total = int(a.sum() + b.sum())
-    return 2.0 * int(np.logical_and(a, b).sum()) / total if total else 1.0
+def held_out(fold: int | str, groups: dict[str, list[str]]) -> list[str]:
+    """Real cases (group names) a fold does not train on."""
+    if fold == "all":
+        return []
+    if int(fold) == BASE_FOLD:
+        return [g for g in groups if g != "phantom"]
+    half = set(MRI_HALF_A) if int(fold) % 2 == 0 else {c for c in groups if c.startswith("vb") and c not in MRI_HALF_A}
+    return [CT_CASES[int(fold)], *sorted(c for c in groups if c in half)]
 
 
-def evaluate(model_folder: Path, *, with_real: bool, device: str) -> list[dict]:
-    """Vertebra Dice per held-out case, with and without nnU-Net's test-time mirroring (8x the network calls)."""
-    from spineinstanceseg.stage1.model import Stage1Model
-
-    models = {mirror: Stage1Model(model_folder, device=device, use_mirroring=mirror) for mirror in (False, True)}
-    cases = [(f"phantom {seed}", *reversed(phantom_case(seed, held_out=True))) for seed in EVAL_SEEDS]
-    cases = [(name, modality, case.image, case.semantic) for name, modality, case in cases]
-    if with_real:
-        cases += [(name, "real CT", image, semantic) for name, image, semantic in real_cases()]
-    rows = []
-    for name, modality, image, reference in cases:
-        row = {"case": name, "modality": modality, "spacing": [round(float(s), 2) for s in image.spacing]}
-        for mirror, model in models.items():
-            t = time.perf_counter()
-            predicted = model.predict(image)
-            suffix = "_mirrored" if mirror else ""
-            row[f"vertebra_dice{suffix}"] = vertebra_dice(predicted, reference)
-            row[f"seconds{suffix}"] = time.perf_counter() - t
-        rows.append(row)
-        _say(f"  {row}")
-    return rows
+def write_splits(preprocessed: Path, groups: dict[str, list[str]]) -> None:
+    everything = sorted(name for names in groups.values() for name in names)
+    splits = []
+    for fold in range(BASE_FOLD + 1):
+        val = sorted(name for g in held_out(fold, groups) for name in groups[g])
+        splits.append({"train": [n for n in everything if n not in val], "val": val})
+    (preprocessed / "splits_final.json").write_text(json.dumps(splits, indent=1) + "\n")
 
 
-def write_table(rows: list[dict], path: Path, title: str) -> None:
-    lines = [
-        f"### {title}",
-        "",
-        "| case | modality | spacing (mm) | vertebra Dice | seconds | Dice, mirroring | seconds, mirroring |",
-        "|---|---|---|---|---|---|---|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['case']} | {r['modality']} | {r['spacing']} | {r['vertebra_dice']:.3f} | {r['seconds']:.0f} "
-            f"| {r['vertebra_dice_mirrored']:.3f} | {r['seconds_mirrored']:.0f} |"
-        )
-    for kind in sorted({r["modality"] for r in rows}):
-        values = [r["vertebra_dice"] for r in rows if r["modality"] == kind]
-        mirrored = [r["vertebra_dice_mirrored"] for r in rows if r["modality"] == kind]
-        lines.append(f"| mean {kind} | | | {np.mean(values):.3f} | | {np.mean(mirrored):.3f} | |")
-    path.with_suffix(".md").write_text("\n".join(lines) + "\n")
-    path.with_suffix(".json").write_text(json.dumps(rows, indent=1) + "\n")
-
-
-def _axes(axes) -> tuple[int, ...] | None:
-    return None if axes is None else tuple(int(a) for a in axes)
-
-
-def install(
-    model_folder: Path, rows: list[dict], training_data: str, *, mirroring: bool = True, work: Path | None = None
-) -> Path:
-    """Copy the model (weights only) into the package with a fresh card and checksums."""
+def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], target: Path) -> Path:
+    """A standalone weights-only model folder of one fold, its card naming the real cases it trained on."""
     import torch
 
     from spineinstanceseg.stage1.model_card import read_card, write_card
-    from spineinstanceseg.stage1.sources import BUNDLED_STAGE1_NAME, bundled_stage1_dir
+    from spineinstanceseg.stage1.nnunet_adapter import check_weights_only
 
-    target = bundled_stage1_dir()
     tmp = target.with_name(target.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     (tmp / "fold_all").mkdir(parents=True)
     for name in ("dataset.json", "plans.json"):
         shutil.copy2(model_folder / name, tmp / name)
-    from spineinstanceseg.stage1.nnunet_adapter import check_weights_only
-
-    # Our own training output, so unpickling it in full is safe here; what ships holds only tensors and plain data
-    # (what nnU-Net's predictor reads), so users load it with weights_only=True.
-    checkpoint = torch.load(model_folder / "fold_all" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    # Our own training output, so unpickling it in full is safe here; what is exported holds only tensors and plain
+    # data (what nnU-Net's predictor reads), so it loads with weights_only=True.
+    checkpoint = torch.load(model_folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
+                            weights_only=False)  # fmt: skip
+    axes = checkpoint.get("inference_allowed_mirroring_axes")
     shipped = {
-        # The state dict names each tensor several times (module aliases); saved as is, they share storage.
         "network_weights": dict(checkpoint["network_weights"]),
         "trainer_name": str(checkpoint["trainer_name"]),
         "init_args": {"configuration": str(checkpoint["init_args"]["configuration"]), "fold": "all"},
-        "inference_allowed_mirroring_axes": _axes(checkpoint.get("inference_allowed_mirroring_axes")),
+        "inference_allowed_mirroring_axes": None if axes is None else tuple(int(a) for a in axes),
         "current_epoch": int(checkpoint.get("current_epoch", -1)),
     }
     torch.save(shipped, tmp / "fold_all" / "checkpoint_final.pth")
     check_weights_only(tmp / "fold_all" / "checkpoint_final.pth")
     card = read_card(model_folder)
-    card.name = BUNDLED_STAGE1_NAME
-    card.training_data = training_data
-    phantoms = [r for r in rows if r["case"].startswith("phantom")]
-    card.scores = {
-        "held_out_phantoms_vertebra_dice": float(np.mean([r["vertebra_dice"] for r in phantoms])),
-        "held_out_phantoms_vertebra_dice_mirrored": float(np.mean([r["vertebra_dice_mirrored"] for r in phantoms])),
-        "cases": rows,
-    }
-    # Test-time mirroring costs 8x the network calls; the scores show what it buys (about +0.01 Dice here, which
-    # takes the MRI phantoms over 0.90), and users can turn it off per run for speed.
-    card.inference = {"use_mirroring": bool(mirroring), "tile_step_size": 0.5}
+    excluded = set(held_out(fold if fold == "all" else int(fold), groups))
+    trained_ct = [c for c in CT_CASES if c not in excluded]
+    trained_mri = [c for c in groups if c.startswith("vb") and c not in excluded]
+    card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri)
     card.weights_only = True
-    card.notes = [*card.notes, "weights only (optimizer state removed); trained by scripts/train_bundled_stage1.py"]
+    card.notes = [n for n in card.notes if not n.startswith("fold ")] + [f"nnU-Net fold {fold} of dataset 503"]
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
-    tables = [w.read_text() for w in sorted((work or model_folder).glob("eval_*.md"))]
-    (tmp / "MODEL_CARD.md").write_text(_card_markdown(card, tables), encoding="utf-8")
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
 
 
-def _card_markdown(card, tables: list[str]) -> str:
-    """The human-readable model card (the JSON card next to it is what the code reads)."""
-    lines = [
-        f"# Model card: {card.name} (stage-1 nnU-Net v2 semantic spine model)",
-        "",
-        "**Not for clinical use: trained on synthetic phantoms and two real CTs.** It shows that the pipeline "
-        "works end to end; train on real data (e.g. SPIDER, see the README) for real scans.",
-        "",
-        "## What it does",
-        "Input: one CT or MRI volume (any orientation; reoriented to LPS, z-score normalised, resampled to 2 mm "
-        "isotropic). Output: background 0, vertebra 1, disc 2, spinal canal 3, sacrum 4 on the input grid.",
-        f"Network: nnU-Net v2 `{card.configuration or '3d_fullres'}` with reduced plans `{card.plans}` (patch 48^3, "
-        f"4 stages, 16-128 features), trainer `{card.trainer}`. Prediction defaults: {card.inference}.",
-        "",
-        "## Training",
-        f"- Data: {card.training_data}.",
-        *[f"- {note}" for note in card.notes],
-        "- Rerun: `python scripts/train_bundled_stage1.py --work DIR --threads 2 --device cpu --install` "
-        "(resumable; phantom phase, then the fine-tune with the real CTs).",
-        "",
-        "## Measured scores (vertebra Dice)",
-        "Held-out phantom seeds 900000-900005 (CT, T1, T2; tilted 5-15 degrees; anisotropic). The phantom-only "
-        "model is also scored on the two real CTs, which it never saw: that measures how realistic the phantoms "
-        "are. The shipped model trained on those CTs, so it is not scored on them.",
-        "",
-        *tables,
-        "## Files",
-        "`fold_all/checkpoint_final.pth`: weights only (loads with `torch.load(weights_only=True)`); its SHA-256 is "
-        "in `spineseg_card.json` and is verified on every load.",
-        "",
-    ]
-    return "\n".join(lines)
+def training_data_text(n_phantoms: int, ct: list[str], mri: list[str]) -> str:
+    ct_text = ", ".join(ct) if ct else "none"
+    mri_text = ", ".join(mri) if mri else "none"
+    return (
+        f"{n_phantoms} synthetic phantoms (CT/T1/T2, lumbar/thoracolumbar, tilted, anisotropic); real VerSe CTs "
+        f"({ct_text}; CC BY-SA 4.0; each as is, with an intensity/noise change and cropped at the ends) with "
+        "derived disc and canal labels and 'ignore' beyond the labelled span; real sagittal MRI with vertebral-body "
+        f"labels ({mri_text}; VB1/VB2 sets), 'ignore' behind the bodies and beyond the labelled span"
+    )
 
 
-def _phantom_checkpoint(results: Path) -> Path | None:
-    """The phantom phase's final checkpoint (the full phase fine-tunes from it), or None if it was not trained."""
-    from spineinstanceseg.stage1.training import QUICK_TRAINER
+def link_loo(export: Path, groups: dict[str, list[str]]) -> Path:
+    """WORK/loo/<case> -> the exported fold that held <case> out (the first such fold 0-3)."""
+    loo = export.parent / "loo"
+    loo.mkdir(exist_ok=True)
+    for case in (g for g in groups if g != "phantom"):
+        folds = [f for f in range(BASE_FOLD) if case in held_out(f, groups) and (export / f"fold_{f}").is_dir()]
+        link = loo / case
+        if folds and not link.exists():
+            link.symlink_to(export / f"fold_{folds[0]}", target_is_directory=True)
+    return loo
 
-    dataset_id, name = PHASES["phantom"]
-    path = results / f"Dataset{dataset_id:03d}_{name}" / f"{QUICK_TRAINER}__SpineSegSmallPlans__3d_fullres"
-    path = path / "fold_all" / "checkpoint_final.pth"
-    return path if path.is_file() else None
+
+def _schedule(epochs: int, args):
+    from spineinstanceseg.stage1.training import ShortSchedule
+
+    return ShortSchedule(epochs=epochs, iterations=args.iterations, val_iterations=3, patch_size=(args.patch,) * 3,
+                         base_features=16, max_features=128, stages=4, batch_size=2, save_every=5,
+                         target_spacing=args.spacing)  # fmt: skip
+
+
+def train(fold: str, args, folders, *, start_from: Path | None, epochs: int) -> Path:
+    from spineinstanceseg.stage1.training import QUICK_TRAINER, train_stage1
+
+    model_folder = folders.results / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}" / f"{QUICK_TRAINER}__{PLANS}__3d_fullres"
+    fold_dir = model_folder / f"fold_{fold}"
+    if (fold_dir / "checkpoint_final.pth").is_file():
+        return model_folder
+    resume = (fold_dir / "checkpoint_latest.pth").is_file()
+    _say(f"== fold {fold}: {'resuming' if resume else 'training'} ({epochs} epochs)")
+    t = time.perf_counter()
+    train_stage1(DATASET_ID, folders=folders, fold=fold if fold == "all" else int(fold),
+                 schedule=_schedule(epochs, args), device=args.device, resume=resume, skip_preprocessing=True,
+                 model_name=f"stage1_fold_{fold}", pretrained_weights=None if resume else start_from)  # fmt: skip
+    _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
+    return model_folder
+
+
+def prepare(args, folders) -> dict[str, list[str]]:
+    """Source folder, nnU-Net raw dataset, plans, preprocessing and splits (each once)."""
+    from spineinstanceseg.stage1 import nnunet_adapter as adapter
+    from spineinstanceseg.stage1.dataset import convert_dataset
+    from spineinstanceseg.stage1.training import small_plans
+
+    groups = build_source(args.work / "source", args.phantoms)
+    name = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
+    if not (folders.raw / name / "dataset.json").is_file():
+        convert_dataset("generic", args.work / "source", dataset_id=DATASET_ID, name=DATASET_NAME, raw_dir=folders.raw,
+                        channel_name="image")  # fmt: skip
+    preprocessed = folders.preprocessed / name
+    if not (preprocessed / "done.txt").is_file():
+        _say("== planning and preprocessing")
+        adapter.plan_and_preprocess(DATASET_ID, num_processes=args.threads,
+                                    edit_plans=lambda p: small_plans(p, _schedule(1, args)))  # fmt: skip
+        (preprocessed / "done.txt").write_text("complete\n")
+    write_splits(preprocessed, groups)
+    return groups
 
 
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--work", type=Path, required=True, help="work folder (nnU-Net folders, sources, results)")
-    parser.add_argument("--phase", choices=("phantom", "full", "both"), default="both")
+    parser.add_argument("--work", type=Path, required=True, help="work folder (sources, nnU-Net folders, exports)")
     parser.add_argument("--phantoms", type=int, default=48, help="training phantoms (default 48)")
-    parser.add_argument("--epochs", type=int, default=40, help="epochs of the phantom phase")
-    parser.add_argument("--finetune-epochs", type=int, default=70, help="epochs of the full phase (fine-tuning)")
+    parser.add_argument("--base-epochs", type=int, default=40, help="epochs of the phantom-only base (fold 4)")
+    parser.add_argument("--finetune-epochs", type=int, default=50, help="epochs of every fine-tuned fold")
     parser.add_argument("--iterations", type=int, default=50, help="optimiser steps per epoch")
     parser.add_argument("--patch", type=int, default=48, help="cubic patch size in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.0, help="isotropic working spacing in mm")
+    parser.add_argument("--folds", default="0,1,2,3,all", help="fine-tuned folds to train, in this order")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--device", default="auto")
-    parser.add_argument("--no-eval", action="store_true", help="skip the evaluation")
-    parser.add_argument("--install", action="store_true", help="install the full-phase model into the package")
-    parser.add_argument(
-        "--evaluate",
-        type=Path,
-        metavar="MODEL_DIR",
-        help="only measure this trained model folder (e.g. the bundled one) on the held-out phantoms, with "
-        "--with-real also on the real CTs, and write WORK/eval_<folder name>.md/.json; trains nothing",
-    )
-    parser.add_argument("--with-real", action="store_true", help="with --evaluate: score the real CTs too")
-    parser.add_argument(
-        "--ship-mirroring",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="with --install: test-time mirroring on in the card (default on: it lifts the MRI phantoms' Dice "
-        "above 0.90 at 8x the network calls; users turn it off per run with --mirroring off)",
-    )
+    parser.add_argument("--device", default="cpu")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import torch
 
     from spineinstanceseg.stage1.environment import resolve_folders
-    from spineinstanceseg.stage1.training import QUICK_TRAINER, ShortSchedule, train_stage1
 
     torch.set_num_threads(max(1, args.threads))
     os.environ.setdefault("nnUNet_n_proc_DA", "1")
-    if args.evaluate is not None:
-        args.work.mkdir(parents=True, exist_ok=True)
-        rows = evaluate(args.evaluate, with_real=args.with_real, device=args.device)
-        out = args.work / f"eval_{args.evaluate.name}"
-        write_table(rows, out, f"stage 1, {args.evaluate.name}: vertebra Dice")
-        _say(out.with_suffix(".md").read_text())
-        return 0
     folders = resolve_folders(args.work / "nnunet")
     folders.apply()
-    schedules = {
-        phase: ShortSchedule(
-            epochs=epochs,
-            iterations=args.iterations,
-            val_iterations=5,
-            patch_size=(args.patch,) * 3,
-            base_features=16,
-            max_features=128,
-            stages=4,
-            batch_size=2,
-            target_spacing=args.spacing,
-        )
-        for phase, epochs in (("phantom", args.epochs), ("full", args.finetune_epochs))
-    }
-    model_folders: dict[str, Path] = {}
-    phases = ("phantom", "full") if args.phase == "both" else (args.phase,)
-    for phase in phases:
-        dataset_id, name = PHASES[phase]
-        with_real = phase == "full"
-        if with_real and not real_cases():
-            _say(f"skipping phase {phase}: {REAL_CT} is absent")
-            continue
-        _say(f"== phase {phase}: dataset {dataset_id} {name}")
-        source = args.work / f"source_{phase}"
-        build_source(source, args.phantoms, with_real=with_real)
-        dataset_folder = folders.raw / f"Dataset{dataset_id:03d}_{name}"
-        if not (dataset_folder / "dataset.json").is_file():
-            from spineinstanceseg.stage1.dataset import convert_dataset
-
-            convert_dataset(
-                "generic", source, dataset_id=dataset_id, name=name, raw_dir=folders.raw, channel_name="image"
-            )
-        model_folder = folders.results / dataset_folder.name / f"{QUICK_TRAINER}__SpineSegSmallPlans__3d_fullres"
-        model_folders[phase] = model_folder
-        fold = model_folder / "fold_all"
-        start_from = None
-        if with_real:
-            start_from = _phantom_checkpoint(folders.results)
-        t = time.perf_counter()
-        if not (fold / "checkpoint_final.pth").is_file():
-            resume = (fold / "checkpoint_latest.pth").is_file()
-            preprocessed = (folders.preprocessed / dataset_folder.name / "SpineSegSmallPlans.json").is_file()
-            train_stage1(
-                dataset_id,
-                folders=folders,
-                fold="all",
-                schedule=schedules[phase],
-                device=args.device,
-                resume=resume,
-                skip_preprocessing=preprocessed,
-                model_name=f"stage1_{phase}",
-                pretrained_weights=None if resume else start_from,
-            )
-        _say(f"phase {phase}: model {model_folder} ({time.perf_counter() - t:.0f} s)")
-        if args.no_eval:
-            continue
-        table = args.work / f"eval_{phase}.json"
-        if table.is_file() and table.stat().st_mtime > (fold / "checkpoint_final.pth").stat().st_mtime:
-            rows = json.loads(table.read_text())  # this model was evaluated already (rerun to resume)
-        else:
-            rows = evaluate(model_folder, with_real=not with_real, device=args.device)
-            write_table(rows, args.work / f"eval_{phase}", f"stage 1, {phase} model: vertebra Dice")
-        _say((args.work / f"eval_{phase}.md").read_text())
-        if phase == "full" and args.install:
-            data = (
-                f"{args.phantoms} synthetic phantoms (CT/T1/T2, lumbar/thoracolumbar, tilted, anisotropic) and "
-                "2 real VerSe CTs (sub-verse005, sub-verse008; CC BY-SA 4.0), each also with simulated scanner "
-                "variation; fine-tuned from the phantom-only model. The real masks label vertebrae only, so discs and "
-                "canal count as background in those cases"
-            )
-            _say(f"installed: {install(model_folder, rows, data, mirroring=args.ship_mirroring, work=args.work)}")
+    groups = prepare(args, folders)
+    model_folder = train(str(BASE_FOLD), args, folders, start_from=None, epochs=args.base_epochs)
+    base = model_folder / f"fold_{BASE_FOLD}" / "checkpoint_final.pth"
+    export = args.work / "export"
+    export.mkdir(exist_ok=True)
+    export_fold(model_folder, str(BASE_FOLD), groups, export / f"fold_{BASE_FOLD}")
+    for fold in args.folds.split(","):
+        train(fold, args, folders, start_from=base, epochs=args.finetune_epochs)
+        export_fold(model_folder, fold, groups, export / f"fold_{fold}")
+        link_loo(export, groups)
     return 0
 
 

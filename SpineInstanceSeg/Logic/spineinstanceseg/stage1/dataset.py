@@ -7,8 +7,10 @@ Layout written (``RAW`` = the nnU-Net raw folder, e.g. ``$nnUNet_raw``)::
     RAW/DatasetNNN_NAME/dataset.json                    channel_names, labels, numTraining, file_ending
 
 Labels: the internal classes the source provides (``vertebra``, ``disc``, ``canal``, ``sacrum``), renumbered
-consecutively from 1 in that order because nnU-Net requires consecutive label values (VerSe, which has only
-vertebrae and sacrum, gets ``{"background": 0, "vertebra": 1, "sacrum": 2}``). Stage-1 models map these names
+consecutively from 1 in that order because nnU-Net requires consecutive label values (a generic source with only
+vertebrae and sacrum gets ``{"background": 0, "vertebra": 1, "sacrum": 2}``). Voxels a source does not label
+(``semantic.UNLABELLED``: VerSe beyond its labelled span, posterior elements of a body-only mask) become nnU-Net's
+``"ignore"`` label, the highest value, which training leaves out of the loss. Stage-1 models map the class names
 back to internal classes (:mod:`.model_card`).
 
 Orientation: every case is written in our canonical axis order (array axes closest to L, P, S; exact
@@ -33,7 +35,7 @@ from ..io import read_label_map, read_volume, write_volume
 from ..orientation import to_canonical
 from ..progress import Progress
 from ..resample import resample_to_grid
-from ..semantic import SEMANTIC_NAMES
+from ..semantic import SEMANTIC_NAMES, UNLABELLED
 from .dataset_sources import declared_classes, default_channel_name, find_cases, semantic_labels
 
 __all__ = ["ConvertedDataset", "dataset_folder_name", "convert_dataset", "verify_raw_dataset", "DATASET_ORIENTATION"]
@@ -122,7 +124,7 @@ def convert_dataset(
                 warnings.append(note)
                 labels = resample_to_grid(labels, image)
             present = np.unique(labels.array)
-            outside = sorted(int(v) for v in present if v != 0 and int(v) not in classes)
+            outside = sorted(int(v) for v in present if v not in (0, UNLABELLED) and int(v) not in classes)
             if outside:
                 raise InputError(
                     f"case {case.name} holds classes {outside} that a {kind} dataset does not declare",
@@ -140,6 +142,9 @@ def convert_dataset(
             classes = tuple(c for c in classes if c in seen)
         remap = {internal: model for model, internal in enumerate(classes, start=1)}
         labels_json = {"background": 0, **{SEMANTIC_NAMES[c]: remap[c] for c in classes}}
+        if any(UNLABELLED in p for _, p in written):  # nnU-Net: "ignore" must be the highest label value
+            remap[UNLABELLED] = len(classes) + 1
+            labels_json["ignore"] = remap[UNLABELLED]
         if any(k != v for k, v in remap.items()):
             lut = np.zeros(256, dtype=np.uint8)
             for internal, model in remap.items():

@@ -10,7 +10,12 @@ Sources (``kind``):
 * ``verse``: VerSe ``rawdata/**/*_ct.nii.gz`` with ``derivatives/**/*_seg-vert_msk.nii.gz`` of the same subject
   and session prefix; labels 1-25/28 -> vertebra, 26 -> sacrum (VerSe has no discs or canal).
 * ``generic``: ``images/`` and ``labels/`` with the same case names (images may end in ``_0000``); labels are
-  already semantic (1 vertebra, 2 disc, 3 canal, 4 sacrum).
+  already semantic (1 vertebra, 2 disc, 3 canal, 4 sacrum, and 255 for voxels the source does not label, which
+  training ignores).
+
+VerSe masks label vertebrae (and sometimes the sacrum) only: their discs and canal are derived from the vertebrae's
+geometry and what lies beyond the labelled span is marked unlabelled (:mod:`spineinstanceseg.conventions.derived`),
+so a network does not learn that discs are background.
 """
 
 from __future__ import annotations
@@ -21,10 +26,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from ..atomic import full_suffix
 from ..errors import InputError
 from ..io import READABLE_SUFFIXES, read_label_map
-from ..semantic import CANAL, DISC, SACRUM, VERTEBRA
+from ..levels import SACRUM_CODE
+from ..semantic import CANAL, DISC, SACRUM, UNLABELLED, VERTEBRA
 from ..volume import Volume
 
 __all__ = ["SourceCase", "SOURCE_KINDS", "find_cases", "declared_classes", "semantic_labels", "default_channel_name"]
@@ -37,7 +45,7 @@ SOURCE_KINDS = ("phantom", "spider", "verse", "generic")
 _DECLARED: dict[str, tuple[int, ...]] = {
     "phantom": (VERTEBRA, DISC, CANAL, SACRUM),
     "spider": (VERTEBRA, DISC, CANAL),
-    "verse": (VERTEBRA, SACRUM),
+    "verse": (VERTEBRA, DISC, CANAL, SACRUM),
     "generic": (VERTEBRA, DISC, CANAL, SACRUM),
 }
 
@@ -159,16 +167,31 @@ def declared_classes(kind: str) -> tuple[int, ...]:
 
 
 def semantic_labels(kind: str, case: SourceCase) -> Volume:
-    """The case's label map converted to internal semantic classes (uint8)."""
+    """The case's label map converted to internal semantic classes (uint8; ``UNLABELLED`` where unknown)."""
     labels = read_label_map(case.label)
     if kind in ("phantom", "generic"):
         from ..pipeline.validate import align_mask
 
-        align_mask(labels, labels, source=str(case.label))  # raises InputError on non-semantic values
+        known = labels.with_array(np.where(np.asarray(labels.array) == UNLABELLED, 0, labels.array))
+        align_mask(known, known, source=str(case.label))  # raises InputError on non-semantic values
         return labels.as_label(dtype="uint8")
     from ..conventions import to_internal
 
+    if kind == "verse":
+        return verse_training_labels(labels)
     return to_internal(labels, kind).semantic
+
+
+def verse_training_labels(instances: Volume) -> Volume:
+    """A VerSe mask as training labels: vertebrae, derived discs and canal, the sacrum where labelled, and
+    ``UNLABELLED`` where the mask cannot tell (see :mod:`spineinstanceseg.conventions.derived`)."""
+    from ..conventions.derived import derive_training_labels
+
+    derived = derive_training_labels(instances)
+    semantic = np.array(derived.semantic.array, dtype=np.uint8)
+    semantic[derived.unknown] = UNLABELLED
+    semantic[np.asarray(instances.array) == SACRUM_CODE] = SACRUM
+    return instances.with_array(semantic, is_label=True)
 
 
 def default_channel_name(cases: list[SourceCase]) -> str:
