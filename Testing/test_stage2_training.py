@@ -174,3 +174,22 @@ def test_cli_rejects_a_folder_without_label_maps(tmp_path):
 
     with pytest.raises(InputError, match="at least 2"):
         run(args)
+
+
+def test_bodies_only_samples_keep_the_bodies_and_centre_the_window_on_the_body():
+    """What stage 1 gives on MRI (bodies, discs, canal, hardly any posterior elements) is a training sample too."""
+    from spineinstanceseg.phantom import generate_phantom
+
+    spec = WindowSpec((32, 32, 32), 2.5)
+    phantom = generate_phantom(2, modality="ct", region="lumbar", spacing=(2.5, 2.5, 2.5))
+    case = prepare_case(phantom.instances, phantom.semantic, spec=spec)
+    assert case.bodies is not None and case.body_centroids.shape == case.centroids.shape
+    # bodies lie in front of (LPS -y: lower canonical axis-1 index than) the whole vertebrae's centroids
+    assert np.all(case.body_centroids[:, 1] < case.centroids[:, 1] - 2)
+    clean = make_sample(case, np.random.default_rng(1), spec=spec, augment=Augmentation.none(), index=2)
+    bodies = replace(Augmentation.none(), p_bodies_only=1.0)
+    x, y = make_sample(case, np.random.default_rng(1), spec=spec, augment=bodies, index=2)
+    assert 0.3 < x[0].sum() / clean[0][0].sum() < 0.8  # the posterior elements are gone
+    assert np.all(x[0][y > 0] == 1) and {1, 2, 3} <= set(np.unique(y))
+    assert np.allclose(np.argwhere(y == 2).mean(axis=0), (np.asarray(spec.size) - 1) / 2, atol=1.5)
+    assert x[1].sum() > 0.8 * clean[0][1].sum()  # discs are kept (the window moved forward onto the body)

@@ -9,7 +9,9 @@ further away, the sacrum and everything outside the input's vertebra class are b
 Degradations imitate stage-1 errors so that the network copes with real stage-1 masks: erosion/dilation,
 holes, spurious blobs, merged neighbours (bridging voxels across the disc space), missing disc/canal classes
 (vertebra-only masks), thick-slice staircasing (spacing changes), plus random rotation and scaling of the window
-and centroid jitter. A *field-of-view cut* removes everything above (or below) a plane through the centre vertebra
+and centroid jitter. A *bodies-only* sample keeps only the vertebral bodies of the vertebra class (what stage 1
+finds on MRI, where the posterior elements are hard to see), centred on the body's centroid as inference centres
+it on such a mask. A *field-of-view cut* removes everything above (or below) a plane through the centre vertebra
 or one of its neighbours, as the edge of a scan does; a cut centre vertebra's window is centred on what is left
 of it, as inference centres it. The target is computed *after* the degradation: each input vertebra voxel takes
 the class of the nearest true vertebra (within ``_NEAREST_MAX_VOX``), so the network learns to split whatever mask
@@ -52,6 +54,8 @@ class TrainingCase:
         labels: Vertebra labels ordered top (most superior) to bottom.
         centroids: float (N, 3) voxel centroids of ``labels`` on the working grid.
         name: Where the case came from (for logs).
+        bodies: bool (X, Y, Z) vertebral bodies of the vertebrae (for bodies-only samples), or ``None``.
+        body_centroids: float (N, 3) centroids of the bodies of ``labels`` (same order), or ``None``.
     """
 
     instances: NDArray[np.int32]
@@ -59,6 +63,8 @@ class TrainingCase:
     labels: tuple[int, ...]
     centroids: NDArray[np.float64]
     name: str = ""
+    bodies: NDArray[np.bool_] | None = None
+    body_centroids: NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -76,10 +82,11 @@ class Augmentation:
     p_drop_disc_canal: float = 0.4
     p_thick_slices: float = 0.2
     p_fov_cut: float = 0.25
+    p_bodies_only: float = 0.2
 
     @classmethod
     def none(cls) -> Augmentation:
-        return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
+        return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
 
 
 def semantic_from_instances(instances: NDArray) -> NDArray[np.uint8]:
@@ -133,13 +140,35 @@ def prepare_case(
         raise InputError(f"no vertebra labels in {name or 'the label map'}", fix="check the label convention")
     centroids = np.asarray(ndimage.center_of_mass(np.ones(inst.shape), inst, labels), dtype=float).reshape(-1, 3)
     order = np.argsort(-centroids[:, 2], kind="stable")  # axis 2 points superior: top first
+    ordered = tuple(labels[i] for i in order)
+    bodies, body_centroids = _bodies(inst, ordered, spec.spacing_mm)
     return TrainingCase(
         instances=inst,
         semantic=sem,
-        labels=tuple(labels[i] for i in order),
+        labels=ordered,
         centroids=centroids[order],
         name=name,
+        bodies=bodies,
+        body_centroids=body_centroids,
     )
+
+
+def _bodies(inst: NDArray, labels: tuple[int, ...], spacing_mm: float) -> tuple[NDArray[np.bool_], NDArray]:
+    """The vertebral body of every label (see :func:`spineinstanceseg.conventions.derived.body_cores`) and the
+    bodies' centroids in ``labels`` order (a vertebra without a body keeps its own centroid)."""
+    from ..conventions.derived import body_cores
+
+    bodies = np.zeros(inst.shape, dtype=bool)
+    centres = []
+    boxes = ndimage.find_objects(inst)
+    spacing = np.full(3, float(spacing_mm))
+    for label in labels:
+        box = boxes[label - 1]
+        core = body_cores(inst[box] == label, spacing)
+        bodies[box] |= core
+        idx = np.argwhere(core) if core.any() else np.argwhere(inst[box] == label)
+        centres.append(idx.mean(axis=0) + np.array([b.start for b in box], dtype=float))
+    return bodies, np.asarray(centres, dtype=float).reshape(-1, 3)
 
 
 def _rotation(rng: np.random.Generator, max_deg: float) -> NDArray:
@@ -227,10 +256,14 @@ def _stamp(mask: NDArray[np.bool_], center: NDArray, radius: float, value: bool)
     region[ball[tuple(sl_b)]] = value
 
 
-def _degrade(sem: NDArray, inst: NDArray, rng: np.random.Generator, aug: Augmentation) -> NDArray[np.uint8]:
-    """Stage-1-like errors on a semantic window (returns a new array)."""
+def _degrade(
+    sem: NDArray, inst: NDArray, rng: np.random.Generator, aug: Augmentation, bodies: NDArray | None = None
+) -> NDArray[np.uint8]:
+    """Stage-1-like errors on a semantic window (returns a new array); ``bodies``: keep only these vertebra voxels."""
     sem = sem.copy()
     vert = sem == VERTEBRA
+    if bodies is not None:
+        vert &= bodies
     if rng.random() < aug.p_bridge:
         # merge neighbours: fill part of the gap between two adjacent vertebrae with vertebra voxels
         grown = [ndimage.binary_dilation(inst == v, iterations=3) for v in np.unique(inst) if v > 0]
@@ -307,12 +340,15 @@ def make_sample(
     """
     aug = augment if augment is not None else Augmentation()
     k = int(rng.integers(len(case.labels))) if index is None else int(index)
+    bodies_only = case.bodies is not None and rng.random() < aug.p_bodies_only
     cut, cut_center = _fov_cut(case, k, rng) if rng.random() < aug.p_fov_cut else (None, None)
-    center = case.centroids[k] if cut_center is None else cut_center
+    own_centroids = case.body_centroids if bodies_only else case.centroids
+    center = own_centroids[k] if cut_center is None else cut_center
     center = center + np.clip(rng.normal(0.0, aug.jitter_vox, 3), -3 * aug.jitter_vox, 3 * aug.jitter_vox)
     scale = rng.uniform(*aug.scale)
     matrix = _rotation(rng, aug.rotate_deg) * scale
-    inst_w, sem_w = _sample_window((case.instances, case.semantic), center, matrix, spec.size)
+    grids = (case.instances, case.semantic) + ((case.bodies.astype(np.uint8),) if bodies_only else ())
+    inst_w, sem_w, *bodies_w = _sample_window(grids, center, matrix, spec.size)
     if cut is not None:
         outside = ~cut.keep(_case_z(center, matrix, spec.size))
         inst_w[outside] = 0
@@ -322,7 +358,7 @@ def make_sample(
         classes[case.labels[k - 1]] = 1
     if k + 1 < len(case.labels):
         classes[case.labels[k + 1]] = 3
-    sem_in = _degrade(sem_w, inst_w, rng, aug)
+    sem_in = _degrade(sem_w, inst_w, rng, aug, bodies=bodies_w[0] > 0 if bodies_w else None)
     return encode_input(sem_in, channels=channels), _target(sem_in, inst_w, classes)
 
 
