@@ -11,7 +11,8 @@ What it prints (and writes to ``--out`` as ``real_scans.md`` / ``real_scans.json
   unlabelled partial L3 at its top, 012 an unlabelled L4 below).
 * **MRI** (``../shared/data/real-mri-bodies``, sagittal MRI with vertebral BODIES labelled): body detection per
   case (a body is found when one predicted vertebra covers >= 50 % of it, one to one; predictions beyond the
-  labelled span ignored) and the F1 over all bodies.
+  labelled span ignored) and the F1 over all bodies. The predicted sacrum counts as one more instance, because the
+  lowest labelled body of the VB1 scans is probably S1.
 
 Leave-one-out: ``--stage1-loo DIR`` uses ``DIR/<case>/`` (an nnU-Net model folder that did not train on that case)
 for each case, falling back to ``--stage1-model`` (default: the bundled model). The same holds for stage 2
@@ -110,15 +111,24 @@ def _stage1_scores(semantic, reference) -> dict:
     }
 
 
-def _ordinal_instances(result) -> tuple[np.ndarray, dict[int, int | None]]:
-    """The result's instances numbered 1..N (top to bottom) and each number's level code (None = not named)."""
+def _ordinal_instances(result, *, with_sacrum: bool = False) -> tuple[np.ndarray, dict[int, int | None]]:
+    """The result's instances numbered 1..N (top to bottom) and each number's level code (None = not named).
+
+    ``with_sacrum``: the sacrum of the semantic map becomes instance N+1 (the MRI body sets label S1 as a body).
+    """
+    from spineinstanceseg.semantic import SACRUM
+
     values = np.asarray(result.instances.array)
     lut = np.zeros(int(values.max(initial=0)) + 1, dtype=np.int32)
     codes: dict[int, int | None] = {}
     for k, record in enumerate(result.vertebrae, start=1):
         lut[record.label] = k
         codes[k] = record.level_code
-    return lut[values], codes
+    ordinal = lut[values]
+    if with_sacrum:
+        sacrum = (np.asarray(result.semantic.array) == SACRUM) & (ordinal == 0)
+        ordinal[sacrum] = len(result.vertebrae) + 1
+    return ordinal, codes
 
 
 def score_ct_case(result, reference) -> dict:
@@ -168,7 +178,18 @@ def _load_ct_cases(only: list[str] | None):
         yield case, read_volume(image_path), read_label_map(REAL_CT / f"{case}_seg-vert_msk.nii.gz")
 
 
-def run_ct(models: Models, only: list[str] | None) -> list[dict]:
+def _save(save: Path | None, case: str, result) -> None:
+    """Write the case's instance and semantic maps for a closer look (``--save``)."""
+    if save is None:
+        return
+    from spineinstanceseg.io import write_volume
+
+    save.mkdir(parents=True, exist_ok=True)
+    write_volume(result.instances, save / f"{case}_instances.nii.gz")
+    write_volume(result.semantic, save / f"{case}_semantic.nii.gz")
+
+
+def run_ct(models: Models, only: list[str] | None, save: Path | None = None) -> list[dict]:
     from spineinstanceseg.pipeline import segment
 
     rows = []
@@ -178,6 +199,7 @@ def run_ct(models: Models, only: list[str] | None) -> list[dict]:
         t = time.perf_counter()
         result = segment(image, stage1=stage1, stage2=stage2, device="cpu", source=case)
         seconds = time.perf_counter() - t
+        _save(save, case, result)
         row = {"case": case, "seconds": seconds, "seen": _seen_in_training(case, folder1, folder2)}
         row.update(_stage1_scores(result.semantic, reference))
         row.update(score_ct_case(result, reference))
@@ -188,7 +210,7 @@ def run_ct(models: Models, only: list[str] | None) -> list[dict]:
     return rows
 
 
-def run_mri(models: Models, only: list[str] | None) -> list[dict]:
+def run_mri(models: Models, only: list[str] | None, save: Path | None = None) -> list[dict]:
     from spineinstanceseg.io import read_label_map, read_volume
     from spineinstanceseg.metrics.error_causes import detect_bodies
     from spineinstanceseg.pipeline import segment
@@ -204,7 +226,8 @@ def run_mri(models: Models, only: list[str] | None) -> list[dict]:
         t = time.perf_counter()
         try:
             result = segment(image, stage1=stage1, stage2=stage2, device="cpu", source=case)
-            ordinal, _ = _ordinal_instances(result)
+            ordinal, _ = _ordinal_instances(result, with_sacrum=True)
+            _save(save, case, result)
         except Exception as error:  # noqa: BLE001 - a benchmark records a failing case and goes on
             print(f"  {case}: failed: {error}", flush=True)
             ordinal = np.zeros(bodies.shape, np.int32)
@@ -290,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--mri-cases", help="comma-separated MRI case names (default all)")
     parser.add_argument("--mirroring", choices=sorted(_MIRRORING), default="auto", help="stage-1 test-time mirroring")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--save", type=Path, help="also write each case's instances and semantic map here")
     args = parser.parse_args(argv)
 
     import torch
@@ -301,13 +325,13 @@ def main(argv: list[str] | None = None) -> int:
     if "ct" in parts:
         if REAL_CT.is_dir():
             print("CT (leave-one-out where per-case models are given):", flush=True)
-            ct = run_ct(models, args.ct_cases.split(",") if args.ct_cases else None)
+            ct = run_ct(models, args.ct_cases.split(",") if args.ct_cases else None, args.save)
         else:
             print(f"CT part skipped: {REAL_CT} is absent")
     if "mri" in parts:
         if REAL_MRI.is_dir():
             print("MRI vertebral-body detection:", flush=True)
-            mri = run_mri(models, args.mri_cases.split(",") if args.mri_cases else None)
+            mri = run_mri(models, args.mri_cases.split(",") if args.mri_cases else None, args.save)
         else:
             print(f"MRI part skipped: {REAL_MRI} is absent")
     args.out.mkdir(parents=True, exist_ok=True)

@@ -60,6 +60,18 @@ def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7, 
     return cases
 
 
+def predicted_cases(folder: Path, spec: WindowSpec):
+    """Training cases whose input is a real stage-1 prediction and whose target comes from the true vertebrae."""
+    from spineinstanceseg.io import read_label_map
+
+    cases = []
+    for semantic_path in sorted(folder.glob("*_semantic.nii.gz")):
+        name = semantic_path.name[: -len("_semantic.nii.gz")]
+        instances = read_label_map(folder / f"{name}_instances.nii.gz")
+        cases.append(prepare_case(instances, read_label_map(semantic_path), spec=spec, name=f"{name}-predicted"))
+    return cases
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, default=Path("/tmp/stage2_bundled"))
@@ -79,6 +91,12 @@ def main(argv=None) -> int:
         help="comma-separated phantom regions cycled by seed; repeat one to weight it (default: each once)",
     )
     parser.add_argument("--init", type=Path, help="start from the weights of this model folder (same width)")
+    parser.add_argument(
+        "--predicted",
+        type=Path,
+        help="also train on stage-1 predictions paired with the true vertebrae (scripts/make_stage1_predictions.py)",
+    )
+    parser.add_argument("--name", default="stage2_phantom_v1", help="model name written into its config and card")
     parser.add_argument("--install", action="store_true", help="copy the best model into the package, with card")
     parser.add_argument("--scores", type=Path, help="with --install: JSON written by eval_stage2_accuracy.py")
     parser.add_argument("--note", default="", help="with --install: how the run went (restarts, init), for the card")
@@ -109,19 +127,28 @@ def main(argv=None) -> int:
     if unknown or not regions:
         parser.error(f"unknown region(s) {unknown}; choose from {', '.join(REGIONS)}")
     train = phantom_cases(range(args.train_cases), spec, regions=regions)
+    predicted = predicted_cases(args.predicted, spec) if args.predicted else []
+    train += predicted
     val = phantom_cases(range(800000, 800000 + args.val_cases), spec, regions=regions)
     logging.info("%d training cases, %d validation cases", len(train), len(val))
     config = Stage2Config(
         window=spec,
         base_width=args.base_width,
-        name="stage2_phantom_v1",
+        name=args.name,
         training={
             "data": (
                 f"{args.train_cases} synthetic CT phantoms (spineinstanceseg.phantom, seeds 0-{args.train_cases - 1}; "
                 f"regions cycled {'/'.join(regions)}; collapsed disc, fused pair, wedge fracture; "
                 f"30% as vertebra-only masks); validation: seeds 800000-{800000 + args.val_cases - 1}"
+                + (
+                    f"; plus {len(predicted)} stage-1 predictions of unseen phantoms paired with their true "
+                    f"vertebrae ({args.predicted.name})"
+                    if predicted
+                    else ""
+                )
             ),
-            "augmentation": "stage-1-like errors, rotation, scaling, thick slices, centroid jitter",
+            "augmentation": "stage-1-like errors, bodies-only masks (MRI-like), rotation, scaling, thick slices, "
+            "centroid jitter",
             "device": "cpu",
         },
     )
