@@ -61,6 +61,10 @@ class DerivationParams:
         max_canal_tilt_deg: No canal is derived when the spine axis is further than this from an array axis.
         canal_unknown_rim_mm: Rim around the canal between vertebrae that is marked unknown (its edge there is
             a guess).
+        posterior_reach_mm: Body-only masks: how far behind the bodies' posterior wall the unlabelled posterior
+            elements can reach (lumbar: canal ~18 mm + lamina and spinous process ~45 mm); beyond is soft tissue.
+        lateral_reach_mm: Body-only masks: how far sideways from the bodies' centre the posterior elements can
+            reach (lumbar transverse processes ~45-50 mm); beyond is soft tissue.
     """
 
     body_opening_fraction: float = 0.5
@@ -70,6 +74,8 @@ class DerivationParams:
     min_foramen_mm2: float = 40.0
     max_canal_tilt_deg: float = 30.0
     canal_unknown_rim_mm: float = 3.0
+    posterior_reach_mm: float = 75.0
+    lateral_reach_mm: float = 55.0
 
 
 DEFAULT_PARAMS = DerivationParams()
@@ -289,8 +295,9 @@ def derive_training_labels(instances: Volume, *, params: DerivationParams = DEFA
     return DerivedLabels(instances.with_array(semantic, is_label=True), unknown, tuple(pairs))
 
 
-def _posterior_to_bodies(known: NDArray, volume: Volume) -> NDArray:
-    """Voxels behind the posterior wall of the labelled bodies and discs (``known``).
+def _posterior_to_bodies(known: NDArray, volume: Volume, params: DerivationParams) -> NDArray:
+    """Where the posterior elements of labelled bodies and discs (``known``) can be: behind their posterior wall,
+    up to ``posterior_reach_mm`` behind it and ``lateral_reach_mm`` sideways from the bodies' centre.
 
     The wall is found per column (axial position x lateral position, array axes closest to LPS z and x): the most
     posterior known voxel; columns without one take their slice's median wall, slices without one the nearest
@@ -313,8 +320,13 @@ def _posterior_to_bodies(known: NDArray, volume: Volume) -> NDArray:
     slice_wall[has_slice] = np.nanmedian(wall[has_slice], axis=1)
     slice_wall = np.interp(np.arange(len(slice_wall)), np.nonzero(has_slice)[0], slice_wall[has_slice])
     wall = np.where(np.isnan(wall), slice_wall[:, None], wall)
-    behind = rows > wall[:, None, :] if posterior_up else rows < wall[:, None, :]
-    return np.moveaxis(behind, (0, 1, 2), (axial, ap, lateral)).copy()
+    depth = (rows - wall[:, None, :]) * (1 if posterior_up else -1) * float(volume.spacing[ap])  # mm behind
+    cols = np.arange(moved.shape[2], dtype=float)
+    centre = np.array([cols[m.any(axis=0)].mean() if m.any() else np.nan for m in moved])
+    centre = np.interp(np.arange(len(centre)), np.nonzero(~np.isnan(centre))[0], centre[~np.isnan(centre)])
+    sideways = np.abs(cols[None, :] - centre[:, None]) * float(volume.spacing[lateral])  # (axial, lateral) mm
+    near = (depth > 0) & (depth <= params.posterior_reach_mm) & (sideways <= params.lateral_reach_mm)[:, None, :]
+    return np.moveaxis(near, (0, 1, 2), (axial, ap, lateral)).copy()
 
 
 def derive_body_training_labels(
@@ -323,8 +335,10 @@ def derive_body_training_labels(
     """Training labels from a vertebral-BODY-only mask (bodies 1..N from top to bottom, e.g. real MRI sets).
 
     Bodies become VERTEBRA, the gaps between consecutive bodies DISC (as in :func:`derive_training_labels`, the
-    bodies being their own cores). Unknown: everything behind the bodies' posterior wall (posterior elements and
-    canal are unlabelled, not background), beyond the centroid planes of the top and bottom body, and with
+    bodies being their own cores). Unknown: where the unlabelled posterior elements and canal can be (behind the
+    bodies' posterior wall, within ``posterior_reach_mm`` and ``lateral_reach_mm``: they are unlabelled, not
+    background; the soft tissue further back and sideways is background), beyond the centroid planes of the top
+    and bottom body, and with
     ``unlabel_lowest`` the lowest body itself (a set whose lowest label may be S1, part of the sacrum).
     """
     labels = np.asarray(bodies.array).astype(np.int32)
@@ -340,7 +354,7 @@ def derive_body_training_labels(
     semantic[disc] = DISC
     semantic[labels > 0] = VERTEBRA
     axis = _spine_axis(bodies, centroids)
-    unknown = _posterior_to_bodies(semantic > 0, bodies) | _beyond_span(labels, bodies, centroids, axis)
+    unknown = _posterior_to_bodies(semantic > 0, bodies, params) | _beyond_span(labels, bodies, centroids, axis)
     if unlabel_lowest:
         unknown |= labels == order[-1]
         semantic[labels == order[-1]] = 0
