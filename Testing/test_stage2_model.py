@@ -113,7 +113,7 @@ def test_save_replaces_an_existing_model_folder(tmp_path):
 def test_cuda_request_without_gpu_is_a_clear_error():
     if torch.cuda.is_available():
         pytest.skip("a CUDA GPU is present")
-    with pytest.raises(ModelError, match="CUDA"):
+    with pytest.raises(InputError, match="device 'cuda' is not available"):
         Stage2Model(Stage2Config(window=SPEC, base_width=2), device="cuda")
     assert Stage2Model(Stage2Config(window=SPEC, base_width=2), device="auto").device.type == "cpu"
 

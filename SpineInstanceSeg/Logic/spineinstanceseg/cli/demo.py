@@ -10,6 +10,7 @@ import argparse
 import sys
 
 from .progress_bar import ProgressBar
+from .segment_options import add_device_option
 
 NAME = "demo"
 HELP = "segment the built-in phantom example and print where the outputs are"
@@ -17,7 +18,7 @@ HELP = "segment the built-in phantom example and print where the outputs are"
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", nargs="?", default="demo-output", help="output folder (default: demo-output)")
-    parser.add_argument("--device", choices=("auto", "cpu", "cuda"), default="cpu", help="default: cpu")
+    add_device_option(parser, default="cpu")
 
 
 def run(args: argparse.Namespace) -> int:

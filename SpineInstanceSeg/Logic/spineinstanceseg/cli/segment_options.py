@@ -4,7 +4,31 @@ from __future__ import annotations
 
 import argparse
 
+from ..conventions import CONVENTIONS
+from ..devices import DEVICE_HELP, parse_device
+from ..errors import InputError
 from ..pipeline.options import EXPORTS, SegmentOptions, parse_exports
+
+
+def device_name(text: str) -> str:
+    """argparse type of ``--device``: the spelling checked (no torch import), e.g. "CUDA:1" -> "cuda:1"."""
+    try:
+        kind, index = parse_device(text)
+    except InputError as err:
+        raise argparse.ArgumentTypeError(str(err)) from err
+    return kind if index is None else f"{kind}:{index}"
+
+
+def convention_name(text: str) -> str:
+    """argparse type of a label convention: spelled as :data:`~spineinstanceseg.conventions.CONVENTIONS` spells it."""
+    return text.strip().lower().replace("-", "_")
+
+
+def add_device_option(parser: argparse._ActionsContainer, *, default: str) -> None:
+    """The one ``--device`` option of every command that runs a network (see :mod:`spineinstanceseg.devices`)."""
+    parser.add_argument(
+        "--device", type=device_name, default=default, metavar="DEVICE", help=f"{DEVICE_HELP} (default: {default})"
+    )
 
 
 def add_segment_options(parser: argparse.ArgumentParser) -> None:
@@ -30,13 +54,12 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--mask-convention",
         default="semantic",
-        help="label convention of --mask: semantic (1 vertebra, 2 disc, 3 canal, 4 sacrum) or a convention "
-        "such as verse, spider, totalseg_total (default: semantic)",
+        type=convention_name,
+        choices=CONVENTIONS,
+        help="label convention of --mask (default: semantic = 1 vertebra, 2 disc, 3 canal, 4 sacrum)",
     )
     models.add_argument("--stage2-model", metavar="DIR", help="stage-2 model folder (default: bundled model)")
-    models.add_argument(
-        "--device", choices=("auto", "cpu", "cuda"), default="auto", help="default: auto (CUDA if available)"
-    )
+    add_device_option(models, default="auto")
     models.add_argument("--batch-size", type=int, default=4, help="stage-2 windows per network call (default: 4)")
     naming = parser.add_argument_group("level naming (levels are named only when determined)")
     naming.add_argument("--lowest", metavar="LEVEL", help="level of the lowest vertebra in view, e.g. L5")

@@ -6,6 +6,7 @@ import logging
 import threading
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import InputError
 from .options import SegmentOptions
 from .sources import MaskSource, Stage1Source
@@ -32,34 +33,45 @@ def _cached(key: tuple, factory):
 
 
 def load_stage2(options: SegmentOptions):
-    """The stage-2 model of ``options`` (bundled when none is given), loaded once per process and device."""
+    """The stage-2 model of ``options`` (bundled when none is given), loaded once per process and device.
+
+    The cache key is the resolved device ("cuda:0", "cpu"), never "auto", so "auto" and "cuda" share one model.
+
+    Raises:
+        InputError: a device this machine cannot use (see :mod:`spineinstanceseg.devices`).
+    """
     from ..stage2.model import Stage2Model, load_bundled_model
 
+    device = resolve_device(options.device)
     if options.stage2_model is None:
-        return _cached(("stage2", "bundled", options.device), lambda: load_bundled_model(device=options.device))
+        return _cached(("stage2", "bundled", device.name), lambda: load_bundled_model(device=device))
     path = str(Path(options.stage2_model).resolve())
-    return _cached(("stage2", path, options.device), lambda: Stage2Model.load(path, device=options.device))
+    return _cached(("stage2", path, device.name), lambda: Stage2Model.load(path, device=device))
 
 
 def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Stage1Source:
-    """The stage-1 source of ``options``: a given mask, a user's nnU-Net model, or the bundled stage-1 model."""
+    """The stage-1 source of ``options``: a given mask, a user's nnU-Net model, or the bundled stage-1 model.
+
+    Models are cached per resolved device (see :func:`load_stage2`).
+    """
     if mask_path is not None:
         return MaskSource(mask_path, convention=options.mask_convention)
     from ..stage1 import sources as nnunet_source
 
+    device = resolve_device(options.device)
     mirroring = options.stage1_mirroring
     if options.stage1_model is None:
         return _cached(
-            ("stage1", "bundled", options.device, mirroring),
-            lambda: nnunet_source.bundled_source(device=options.device, use_mirroring=mirroring),
+            ("stage1", "bundled", device.name, mirroring),
+            lambda: nnunet_source.bundled_source(device=device.name, use_mirroring=mirroring),
         )
     path = Path(options.stage1_model)
     if not path.exists():
         raise InputError("no such stage-1 model folder", fix="pass an nnU-Net v2 model folder", path=path)
-    key = ("stage1", str(path.resolve()), options.device, options.folds, options.checkpoint, mirroring)
+    key = ("stage1", str(path.resolve()), device.name, options.folds, options.checkpoint, mirroring)
     return _cached(
         key,
         lambda: nnunet_source.NnUNetSource(
-            path, folds=options.folds, checkpoint=options.checkpoint, device=options.device, use_mirroring=mirroring
+            path, folds=options.folds, checkpoint=options.checkpoint, device=device.name, use_mirroring=mirroring
         ),
     )

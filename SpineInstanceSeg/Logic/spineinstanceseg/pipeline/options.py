@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ..atomic import full_suffix
+from ..devices import parse_device
 from ..errors import InputError
 
 __all__ = ["SegmentOptions", "EXPORTS", "DEFAULT_EXPORTS", "parse_exports", "case_name_of"]
@@ -50,7 +51,7 @@ class SegmentOptions:
         mask: Existing semantic mask to use instead of stage 1 (a file, or a folder of masks named like the inputs).
         mask_convention: Label convention of ``mask``.
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
-        device: "auto", "cpu" or "cuda".
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         lowest / anchor / with_t13 / with_l6: Level naming.
         exports: Outputs to write (see ``EXPORTS``).
         label_format: File extension of label maps (".nii.gz" or ".nrrd").
@@ -73,8 +74,7 @@ class SegmentOptions:
     batch_size: int = 4
 
     def __post_init__(self) -> None:
-        if self.device not in ("auto", "cpu", "cuda", "mps"):
-            raise InputError(f"unknown device {self.device!r}", fix="use auto, cpu or cuda")
+        parse_device(self.device)  # the spelling only; whether it is usable is checked where the models load
         if self.label_format not in (".nii.gz", ".nii", ".nrrd", ".mha"):
             raise InputError(f"unsupported label format {self.label_format!r}", fix="use .nii.gz or .nrrd")
         if self.mask and self.stage1_model:

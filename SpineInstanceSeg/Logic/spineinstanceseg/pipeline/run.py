@@ -133,9 +133,12 @@ def segment(
         timings["load_stage2"] = time.perf_counter() - t
 
     t = time.perf_counter()
+    stage2_warnings = getattr(stage2, "warnings", [])  # e.g. a GPU out of memory: windows ran on the CPU
+    seen = len(stage2_warnings)
     split = split_instances(
         semantic, model=stage2, image=image, batch_size=batch_size, progress=bar.sub(*_STAGE2_SHARE, step="stage2")
     )
+    warnings.extend(stage2_warnings[seen:])
     timings["stage2"] = time.perf_counter() - t
     timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
 

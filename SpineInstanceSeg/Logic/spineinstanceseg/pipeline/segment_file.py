@@ -6,6 +6,7 @@ import logging
 from collections.abc import Callable
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import InputError
 from ..io import is_volume_path, read_volume
 from ..progress import CancelToken
@@ -53,15 +54,21 @@ def segment_file(
 ) -> dict[str, Path]:
     """Read ``input_path``, segment it and write the outputs to ``out_dir/<case_name>/``.
 
-    Outputs appear only when complete (written to a temporary folder, then renamed).
+    Outputs appear only when complete (written to a temporary folder, then renamed): an exception, a cancel or
+    Ctrl-C (KeyboardInterrupt) leaves no case folder and no temporary one behind.
 
     Returns:
         Paths of the files written, by kind ("instances", "seg.nrrd", "report", ...).
+
+    Raises:
+        InputError: unreadable input, or a device this machine cannot use (checked before anything is read).
     """
     from ..outputs.writer import write_all
 
     input_path = Path(input_path)
     case_name = case_name or case_name_of(input_path)
+    device = resolve_device(options.device)  # an unusable device fails first, with or without --mask
+    log.info("case %s runs on %s", case_name, device.describe())
     image = read_volume(input_path)
     check_image(image, source=str(input_path))  # before loading models: bad input fails in a moment
     stage1 = load_stage1(options, mask_path=find_mask_for(input_path, options.mask))
@@ -70,7 +77,7 @@ def segment_file(
         image,
         stage1=stage1,
         stage2=stage2,
-        device=options.device,
+        device=device.name,
         lowest=options.lowest,
         anchor=options.anchor,
         with_t13=options.with_t13,

@@ -11,13 +11,15 @@ geometry of the input. nnU-Net itself does the preprocessing, patching and stitc
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
 
+from ..devices import is_out_of_memory, out_of_memory_warning, release_cached_memory, resolve_device
 from ..errors import CancelledError, InputError, ModelError
 from ..orientation import from_canonical, to_canonical
 from ..progress import Progress
@@ -26,24 +28,9 @@ from ..volume import Volume
 from .body_crop import body_box
 from .model_card import ModelCard, classes_from_label_names, read_card, verify_checksums
 
-__all__ = ["Stage1Model", "resolve_model_folder", "find_folds", "resolve_device", "check_channels"]
+__all__ = ["Stage1Model", "resolve_model_folder", "find_folds", "check_channels"]
 
 log = logging.getLogger(__name__)
-
-
-def resolve_device(device: str = "auto") -> str:
-    """ "auto" -> "cuda" when a CUDA GPU is usable, else "cpu"; explicit choices are checked."""
-    import torch
-
-    if device == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device not in ("cpu", "cuda", "mps"):
-        raise InputError(f"unknown device {device!r}", fix="use auto, cpu, cuda or mps")
-    if device == "cuda" and not torch.cuda.is_available():
-        raise InputError("CUDA was requested but no CUDA GPU is available", fix="use --device cpu or auto")
-    if device == "mps" and not torch.backends.mps.is_available():
-        raise InputError("MPS was requested but is not available", fix="use --device cpu or auto")
-    return device
 
 
 def resolve_model_folder(folder: str | Path) -> Path:
@@ -159,6 +146,27 @@ def _label_lut(card: ModelCard | None, labels: dict, source: Path) -> np.ndarray
     return lut
 
 
+@contextlib.contextmanager
+def _on_cpu_for_one_call(predictor) -> Iterator[None]:
+    """Run an nnU-Net predictor on the CPU inside the block; afterwards it is back on its own device.
+
+    The network's weights go back to where they were (a few MB); the GPU memory of the failed attempt is
+    released first, so the next case starts on the GPU with a clean cache.
+    """
+    import torch
+
+    device, on_device = predictor.device, predictor.perform_everything_on_device
+    weights_on = next(predictor.network.parameters(), torch.empty(0)).device
+    release_cached_memory(device)
+    predictor.device, predictor.perform_everything_on_device = torch.device("cpu"), False
+    predictor.network = predictor.network.to("cpu")
+    try:
+        yield
+    finally:
+        predictor.network = predictor.network.to(weights_on)
+        predictor.device, predictor.perform_everything_on_device = device, on_device
+
+
 class Stage1Model:
     """A trained nnU-Net v2 model ready to predict (weights loaded once, on ``device``).
 
@@ -166,7 +174,8 @@ class Stage1Model:
         folder: The nnU-Net results folder ``TRAINER__PLANS__CONFIGURATION`` (or its parent if it has one such).
         folds: Folds to ensemble (``None``: every numbered fold with a checkpoint, else ``fold_all``).
         checkpoint: Checkpoint file name in each fold folder.
-        device: "auto" (CUDA if available, else CPU), "cpu", "cuda" or "mps".
+        device: "auto" (CUDA if available, else CPU), "cpu", "cuda", "cuda:N" or "mps" (see
+            :mod:`spineinstanceseg.devices`); ``self.device`` is the resolved name, e.g. "cuda:0".
         tile_step_size: Sliding-window step as a fraction of the patch (``None``: the card's choice, else 0.5).
         use_mirroring: nnU-Net's test-time mirroring, 8 network calls per patch (``None``: the card's choice, else
             on, as nnU-Net does).
@@ -176,6 +185,10 @@ class Stage1Model:
 
     Raises:
         ModelError: missing files (named), checksum mismatch, labels that do not map to spine classes.
+        InputError: a device this machine cannot use.
+
+    A GPU that runs out of memory during :meth:`predict` makes that one prediction run on the CPU (recorded in
+    :attr:`warnings`); the model stays on its GPU. One instance must not predict from two threads at once.
     """
 
     def __init__(
@@ -211,25 +224,24 @@ class Stage1Model:
                 check_weights_only(self.folder / rel)
         default_orientation = self.dataset_json.get("spineinstanceseg", {}).get("orientation", "as_is")
         self.orientation = self.card.input_orientation if self.card is not None else default_orientation
-        self.device = resolve_device(device)
+        self.resolved_device = resolve_device(device)
+        self.device = self.resolved_device.name
         preferred = self.card.inference if self.card is not None else {}
         self._tile_step_size = float(
             tile_step_size if tile_step_size is not None else preferred.get("tile_step_size", 0.5)
         )
         self._use_mirroring = bool(use_mirroring if use_mirroring is not None else preferred.get("use_mirroring", True))
         self._crop_to_body = bool(crop_to_body)
-        self._predictor = self._load(self.device)
+        self._predictor = self._load(self.resolved_device.torch_device())
 
-    def _load(self, device: str):
-        import torch
-
+    def _load(self, device):
         from . import nnunet_adapter
 
         return nnunet_adapter.load_predictor(
             self.folder,
             folds=self.folds,
             checkpoint=self.checkpoint,
-            device=torch.device(device),
+            device=device,
             tile_step_size=self._tile_step_size,
             use_mirroring=self._use_mirroring,
         )
@@ -292,13 +304,13 @@ class Stage1Model:
         except CancelledError:
             raise
         except RuntimeError as err:
-            if "out of memory" not in str(err).lower() or self._predictor.device.type != "cuda":
+            if self._predictor.device.type == "cpu" or not is_out_of_memory(err):
                 raise
-            message = "CUDA ran out of memory during stage 1; retrying on the CPU (slower)"
+            message = out_of_memory_warning("stage 1", self._predictor.device, what="this prediction")
             log.warning(message)
             self.warnings.append(message)
-            nnunet_adapter.predictor_to_cpu(self._predictor)
-            labels = nnunet_adapter.predict_array(self._predictor, data, spacing_zyx, on_patch=on_patch)
+            with _on_cpu_for_one_call(self._predictor):
+                labels = nnunet_adapter.predict_array(self._predictor, data, spacing_zyx, on_patch=on_patch)
         result = channels[0].with_array(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))), is_label=True)
         if how is not None:
             result = from_canonical(result, how)

@@ -18,6 +18,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from ..devices import ResolvedDevice, resolve_device
 from ..errors import InputError, ModelError
 from ..io import read_label_map, write_volume
 from ..pipeline.sources import MaskSource
@@ -95,13 +96,21 @@ def bundled_source(*, device: str = "auto", use_mirroring: bool | None = None) -
 _TOTALSEG_TASKS = {"total": "totalseg_total", "total_mr": "totalseg_total_mr"}
 
 
+def _totalseg_device(device: ResolvedDevice) -> str:
+    """TotalSegmentator's name of a device: "gpu" (or "gpu:N" for another than the first), "cpu", "mps"."""
+    if device.type != "cuda":
+        return device.type
+    return "gpu" if not device.index else f"gpu:{device.index}"
+
+
 class TotalSegmentatorSource:
     """Stage 1 by TotalSegmentator (installed separately by the user: ``pip install TotalSegmentator``).
 
     Args:
         task: "total" (CT) or "total_mr" (MRI). Output labels are converted with the ``totalseg_total`` or
             ``totalseg_total_mr`` convention (vertebrae, sacrum, discs where the task has them, cord as canal).
-        device: "gpu", "cpu" or "mps" as TotalSegmentator names them ("auto" -> "gpu" if CUDA is available).
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`); passed on in
+            TotalSegmentator's spelling ("gpu", "gpu:N", "cpu", "mps").
         fast: TotalSegmentator's 3 mm model.
     """
 
@@ -115,11 +124,7 @@ class TotalSegmentatorSource:
                 "stage-1 source",
             )
         self.task, self.fast = task, fast
-        if device == "auto":
-            import torch
-
-            device = "gpu" if torch.cuda.is_available() else "cpu"
-        self.device = {"cuda": "gpu"}.get(device, device)
+        self.device = _totalseg_device(resolve_device(device))
         self.description = f"TotalSegmentator task {task}{' (fast)' if fast else ''} on {self.device}, converted"
 
     def model_info(self) -> dict:

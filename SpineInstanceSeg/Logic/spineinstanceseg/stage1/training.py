@@ -21,6 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..devices import resolve_device
 from ..errors import InputError
 from .environment import NnUNetFolders
 from .model_card import ModelCard, classes_from_label_names, write_card
@@ -190,17 +191,17 @@ def train_stage1(
     Args:
         fold: ``"all"`` (train on every case, what the bundled model uses) or 0-4 (nnU-Net's 5-fold split).
         quick: Use :data:`QUICK_SCHEDULE` unless ``schedule`` is given; ``False`` and no schedule = paper setting.
-        device: "auto" (CUDA if available), "cpu", "cuda" or "mps"; CPU is passed to nnU-Net explicitly.
+        device: "auto" (CUDA if available), "cpu", "cuda", "cuda:N" or "mps" (:mod:`spineinstanceseg.devices`);
+            checked before anything is written; the CPU is passed to nnU-Net explicitly.
         resume: Continue from the fold's latest checkpoint.
         skip_preprocessing: Reuse existing plans and preprocessed data.
         validate: Run nnU-Net's final validation (default: only for the paper setting).
         pretrained_weights: An nnU-Net checkpoint of the same architecture to start from (fine-tuning); not with
             ``resume``.
     """
-    import torch
-
     from . import nnunet_adapter as adapter
 
+    resolved = resolve_device(device)
     if resume and pretrained_weights is not None:
         raise InputError(
             "cannot both resume a training and start from pretrained weights",
@@ -212,8 +213,6 @@ def train_stage1(
     folders.apply()
     dataset_folder = _dataset_folder(folders.raw, dataset_id)
     short = schedule or (QUICK_SCHEDULE if quick else None)
-    if device == "auto":
-        device = "cuda" if torch.cuda.is_available() else "cpu"
     if short is not None:
         os.environ.update(short.environment())
         trainer = QUICK_TRAINER
@@ -229,14 +228,15 @@ def train_stage1(
             num_processes=num_processes,
             edit_plans=(lambda p: small_plans(p, short)) if short is not None else None,
         )
-    log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans, device)
+    log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans,
+             resolved.describe())  # fmt: skip
     model_folder = adapter.train_fold(
         dataset_id,
         configuration=CONFIGURATION,
         fold=fold_value,
         trainer=trainer,
         plans_identifier=plans,
-        device=torch.device(device),
+        device=resolved.torch_device(),
         resume=resume,
         validate=(short is None) if validate is None else validate,
         pretrained_weights=pretrained_weights,
@@ -256,7 +256,7 @@ def train_stage1(
         notes=[
             f"fold {fold_value}",
             schedule_text,
-            f"device {device}",
+            f"device {resolved.name}",
             f"nnunetv2 {adapter.NNUNET_VERSION}",
             *([f"fine-tuned from {Path(pretrained_weights).name}"] if pretrained_weights else []),
         ],

@@ -24,6 +24,13 @@ import torch
 from numpy.typing import NDArray
 
 from ..atomic import atomic_directory
+from ..devices import (
+    ResolvedDevice,
+    is_out_of_memory,
+    out_of_memory_warning,
+    release_cached_memory,
+    resolve_device,
+)
 from ..errors import ModelError
 from ..hashing import sha256_file
 from .encoding import IMAGE_CHANNEL, MASK_CHANNELS
@@ -37,7 +44,6 @@ __all__ = [
     "WEIGHTS_FILE",
     "CHECKSUM_FILE",
     "FORMAT_VERSION",
-    "resolve_device",
     "sha256_file",
     "bundled_model_dir",
     "load_bundled_model",
@@ -127,24 +133,20 @@ class Stage2Config:
         return MultiScaleUNet3D(len(self.channels), base_width=self.base_width, num_classes=self.num_classes)
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` -> CUDA when available, else CPU; anything else is passed to :class:`torch.device`."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise ModelError("CUDA was requested but no CUDA GPU is available", fix="use --device cpu or auto")
-    return dev
-
-
 class Stage2Model:
     """A stage-2 network ready for inference (eval mode, on ``device``).
 
     Attributes:
         config: The model's :class:`Stage2Config`.
         network: The torch module.
-        device: Where the network runs.
+        device: Where the network runs (a ``torch.device``; "auto" and "cuda" are resolved, see
+            :mod:`spineinstanceseg.devices`).
         path: Folder it was loaded from (``None`` for an in-memory model).
+        warnings: Messages for the report, appended when a GPU ran out of memory and windows ran on the CPU
+            (callers take the entries added during their call, as stage 1 does).
+
+    Raises:
+        InputError: a device this machine cannot use.
     """
 
     def __init__(
@@ -152,15 +154,16 @@ class Stage2Model:
         config: Stage2Config,
         network: MultiScaleUNet3D | None = None,
         *,
-        device: str | torch.device = "cpu",
+        device: str | torch.device | ResolvedDevice = "cpu",
         path: str | Path | None = None,
         sha256: str | None = None,
     ) -> None:
         self.config = config
-        self.device = resolve_device(device)
+        self.device = resolve_device(device).torch_device()
         self.network = (network if network is not None else config.build_network()).to(self.device).eval()
         self.path = Path(path) if path is not None else None
         self.sha256 = sha256
+        self.warnings: list[str] = []
         log.info("stage-2 model %s: %d parameters on %s", config.name, self.parameter_count, self.device)
 
     @property
@@ -179,6 +182,9 @@ class Stage2Model:
     def predict_windows(self, inputs: NDArray, *, batch_size: int = 4) -> NDArray[np.float32]:
         """Softmax class probabilities for a stack of encoded windows.
 
+        When the GPU runs out of memory, the remaining windows of *this call* run on a CPU copy of the network and
+        a warning is added to :attr:`warnings`; the model stays on its GPU for the next call.
+
         Args:
             inputs: float32 ``(B, C, X, Y, Z)`` from :func:`.encoding.encode_input`, C = ``len(config.channels)``.
             batch_size: Windows per forward pass.
@@ -194,22 +200,34 @@ class Stage2Model:
             )
         out = np.empty((inputs.shape[0], self.config.num_classes, *inputs.shape[2:]), dtype=np.float32)
         step = max(1, int(batch_size))
+        network, device = self.network, self.device
         with torch.inference_mode():
             for start in range(0, inputs.shape[0], step):
                 chunk = inputs[start : start + step]
-                out[start : start + step] = self._forward(chunk)
+                try:
+                    out[start : start + step] = self._forward(network, chunk, device)
+                except RuntimeError as err:
+                    if device.type == "cpu" or not is_out_of_memory(err):
+                        raise
+                    network, device = self._cpu_fallback(start, inputs.shape[0])
+                    out[start : start + step] = self._forward(network, chunk, device)
         return out
 
-    def _forward(self, chunk: NDArray) -> NDArray:
-        x = torch.from_numpy(np.ascontiguousarray(chunk)).to(self.device)
-        try:
-            probs = torch.softmax(self.network(x), dim=1)
-        except torch.OutOfMemoryError:
-            log.warning("CUDA ran out of memory in stage 2; continuing on the CPU")
-            self.device = torch.device("cpu")
-            self.network = self.network.to(self.device)
-            probs = torch.softmax(self.network(x.cpu()), dim=1)
-        return probs.float().cpu().numpy()
+    @staticmethod
+    def _forward(network: torch.nn.Module, chunk: NDArray, device: torch.device) -> NDArray:
+        x = torch.from_numpy(np.ascontiguousarray(chunk)).to(device)
+        return torch.softmax(network(x), dim=1).float().cpu().numpy()
+
+    def _cpu_fallback(self, first: int, total: int) -> tuple[torch.nn.Module, torch.device]:
+        """A CPU copy of the network for the rest of one call, after the GPU ran out of memory (warning recorded)."""
+        what = f"windows {first + 1}-{total} of {total} of this pass"
+        message = out_of_memory_warning("stage 2", self.device, what=what)
+        log.warning(message)
+        self.warnings.append(message)
+        release_cached_memory(self.device)
+        copy = self.config.build_network()
+        copy.load_state_dict({k: v.detach().to("cpu") for k, v in self.network.state_dict().items()})
+        return copy.eval(), torch.device("cpu")
 
     def save(self, directory: str | Path) -> Path:
         """Write the checkpoint folder atomically (replacing an existing one); returns its path."""
@@ -226,7 +244,7 @@ class Stage2Model:
         return directory
 
     @classmethod
-    def load(cls, path: str | Path, *, device: str | torch.device = "auto") -> Stage2Model:
+    def load(cls, path: str | Path, *, device: str | torch.device | ResolvedDevice = "auto") -> Stage2Model:
         """Load a checkpoint folder after verifying its checksums.
 
         Raises:
@@ -291,7 +309,7 @@ def bundled_model_dir() -> Path:
     return Path(__file__).resolve().parent.parent / "models" / BUNDLED_NAME
 
 
-def load_bundled_model(device: str | torch.device = "auto") -> Stage2Model:
+def load_bundled_model(device: str | torch.device | ResolvedDevice = "auto") -> Stage2Model:
     """Load the bundled phantom-trained stage-2 model (checksums verified)."""
     folder = bundled_model_dir()
     if not (folder / WEIGHTS_FILE).is_file():

@@ -28,9 +28,10 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_directory, atomic_path
+from ..devices import resolve_device
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken
-from .model import Stage2Config, Stage2Model, resolve_device
+from .model import Stage2Config, Stage2Model
 from .training_data import Augmentation, TrainingCase, make_batch, make_sample
 
 __all__ = ["TrainSchedule", "QUICK_SCHEDULE", "train_stage2", "validation_dice", "plot_curves"]
@@ -192,7 +193,7 @@ def train_stage2(
         config: Network/window configuration; its ``training`` notes are filled in here.
         schedule: Epochs, iterations, batch size, learning rate.
         augment: Training augmentations (validation windows are never augmented).
-        device: "auto", "cpu" or "cuda".
+        device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         resume: Continue from ``out/checkpoint`` when it exists.
         on_epoch: Called with each epoch's record (epoch, loss, val_dice, lr, seconds).
         cancel: Checked between iterations; raises :class:`CancelledError`.
@@ -203,9 +204,10 @@ def train_stage2(
         raise InputError("stage-2 training needs at least one training and one validation case", fix="add labels")
     schedule = schedule or TrainSchedule()
     config = config or Stage2Config()
+    resolved = resolve_device(device)  # an unusable device fails before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = Stage2Model(config, device=resolve_device(device))
+    model = Stage2Model(config, device=resolved)
     net = model.network
     # channels-last 3D memory layout: measured ~1.5x faster convolutions on CPU (oneDNN) for this network
     layout = torch.channels_last_3d if model.device.type == "cpu" else torch.contiguous_format
