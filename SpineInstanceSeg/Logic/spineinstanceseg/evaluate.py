@@ -27,7 +27,7 @@ from .metrics import dice, evaluate_instances, spider_evaluate
 from .progress import Progress
 from .resample import resample_to_grid
 from .semantic import SEMANTIC_NAMES
-from .volume import Volume
+from .volume import GRID_JITTER_VOXELS, Volume, compare_grids
 
 __all__ = ["ROLE_SUFFIXES", "case_key", "find_label_files", "pair_cases", "CaseResult", "evaluate_case",
            "evaluate_paths", "summarize", "write_outputs"]  # fmt: skip
@@ -122,19 +122,35 @@ class CaseResult:
     values: dict[str, object]
     rows: list[dict[str, object]] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    grid_note: str = ""  # how the prediction was put on the reference grid ("" when the grids are equal)
 
 
-def _aligned(pred: Volume, ref: Volume, *, resample: bool, pred_name: str, ref_name: str) -> Volume:
+def _aligned(pred: Volume, ref: Volume, *, resample: bool, pred_name: str, ref_name: str) -> tuple[Volume, str]:
+    """The prediction on the reference grid, and a note saying how it got there ("" when the grids are equal).
+
+    Grids that differ by less than :data:`~spineinstanceseg.volume.GRID_JITTER_VOXELS` of a voxel everywhere are
+    the same grid (float jitter between tools); larger differences need ``resample`` (nearest neighbour).
+    """
     if pred.same_grid(ref):
-        return pred
-    differences = "; ".join(pred.geometry_differences(ref))
+        return pred, ""
+    grids = compare_grids(pred, ref)
+    if grids.within():
+        note = (
+            f"grid: the prediction's grid differs from the reference's by at most {grids.max_shift_mm:.3g} mm "
+            f"({grids.max_shift_voxels:.3g} voxel: {grids.describe()}), below the tolerance of "
+            f"{GRID_JITTER_VOXELS:.0%} of a voxel, so it was compared as the same grid"
+        )
+        log.info("%s: %s", pred_name, note)
+        return ref.with_array(pred.array, is_label=pred.is_label), note
     if not resample:
         raise InputError(
-            f"prediction {pred_name} and reference {ref_name} are on different grids ({differences})",
-            fix="pass --resample to resample the prediction onto the reference grid (nearest neighbour)",
+            f"prediction {pred_name} and reference {ref_name} are on different grids: {grids.describe()}",
+            fix="pass --resample to resample the prediction onto the reference grid (nearest neighbour); "
+            f"differences below {GRID_JITTER_VOXELS:.0%} of a voxel are accepted without it",
         )
-    log.info("resampling %s onto the grid of %s (%s)", pred_name, ref_name, differences)
-    return resample_to_grid(pred, ref)
+    note = f"grid: the prediction was resampled onto the reference grid (nearest neighbour): {grids.describe()}"
+    log.info("%s: %s", pred_name, note)
+    return resample_to_grid(pred, ref), note
 
 
 def evaluate_case(
@@ -158,9 +174,13 @@ def evaluate_case(
     mean ASSD/HD95 (mm, matched pairs), level identification rate, semantic Dice per class, and with ``spider``
     the official SPIDER numbers prefixed ``spider_``. ``*_lowest_level`` name the level of SPIDER label 1
     (SPIDER maps only), which makes their levels known.
+
+    Raises:
+        InputError: the grids differ by more than float jitter (the message names each field, both values and
+            the difference in voxels) and ``resample`` is off.
     """
     start = time.perf_counter()
-    pred = _aligned(pred, ref, resample=resample, pred_name=pred_name, ref_name=ref_name)
+    pred, grid_note = _aligned(pred, ref, resample=resample, pred_name=pred_name, ref_name=ref_name)
     p = to_internal(pred, pred_convention, lowest_level=pred_lowest_level)
     r = to_internal(ref, ref_convention, lowest_level=ref_lowest_level)
     levels = p.levels_known and r.levels_known
@@ -182,9 +202,10 @@ def evaluate_case(
     values["levels_compared"] = levels
     values["seconds"] = round(time.perf_counter() - start, 3)
     rows = [{"case": case, **row.__dict__} for row in scores.rows]
-    notes = [f"prediction: {n}" for n in p.notes] + [f"reference: {n}" for n in r.notes]
+    notes = ([grid_note] if grid_note else []) + [f"prediction: {n}" for n in p.notes]
+    notes += [f"reference: {n}" for n in r.notes]
     values["notes"] = " | ".join(notes)
-    return CaseResult(case, values, rows, notes)
+    return CaseResult(case, values, rows, notes, grid_note)
 
 
 def evaluate_paths(

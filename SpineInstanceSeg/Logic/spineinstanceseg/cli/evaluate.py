@@ -3,8 +3,10 @@
 Writes OUT/cases.csv (one row per case), OUT/vertebrae.csv (one row per vertebra: TP, FN or FP) and
 OUT/evaluation.json (settings, summary, cases, vertebrae, unpaired files), and prints mean +/- std per metric.
 A vertebra counts as found when IoU >= 0.5 (greedy one-to-one matching); mean instance Dice counts missed
-vertebrae as 0; ASSD and HD95 are in mm over matched vertebrae. Maps on different grids are an error unless
---resample is given. Exit codes: 0 success, 2 bad input, 1 other failure.
+vertebrae as 0; ASSD and HD95 are in mm over matched vertebrae. Maps on different grids are an error (naming each
+field that differs, both values and the difference in voxels) unless --resample is given; grids that differ by
+less than 1 % of a voxel (float jitter between tools) are compared as they are, with a note. Exit codes: 0 success,
+2 bad input, 1 other failure.
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ import sys
 
 from ..conventions import CONVENTIONS
 from ..progress import Progress
+from ..volume import GRID_JITTER_VOXELS
 from .progress_bar import ProgressBar
+from .segment_options import convention_name
 
 NAME = "evaluate"
 HELP = "score predicted vertebra label maps against references (Dice, ASSD, F1/PQ, SPIDER mode)"
@@ -48,15 +52,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--pred-convention",
         default="internal",
+        type=convention_name,
         choices=CONVENTIONS,
         help="label convention of PRED (default: internal = VerSe codes; use 'instances' for maps numbered 1..N "
         "without levels)",
     )
     parser.add_argument(
-        "--ref-convention", default="internal", choices=CONVENTIONS, help="label convention of REF (default: internal)"
+        "--ref-convention",
+        default="internal",
+        type=convention_name,
+        choices=CONVENTIONS,
+        help="label convention of REF (default: internal)",
     )
     parser.add_argument(
-        "--resample", action="store_true", help="resample predictions onto the reference grid (nearest neighbour)"
+        "--resample",
+        action="store_true",
+        help="resample predictions onto the reference grid (nearest neighbour) when the grids differ; without it "
+        f"such a pair is refused, except for differences below {GRID_JITTER_VOXELS:.0%} of a voxel (float jitter "
+        "between tools), which are compared as they are and noted",
     )
     for side in ("pred", "ref"):
         parser.add_argument(
@@ -102,6 +115,9 @@ def run(args: argparse.Namespace) -> int:
     for key, label, unit in _SHOWN:
         if key in summary:
             print(f"  {label:{width}s}  {_format(summary[key], unit)}")
+    for result in results:
+        if result.grid_note:
+            print(f"note: {result.case}: {result.grid_note.removeprefix('grid: ')}", file=sys.stderr)
     for kind, files in (("prediction", lone_pred), ("reference", lone_ref)):
         if files:
             print(f"warning: {len(files)} {kind} file(s) without a partner: "

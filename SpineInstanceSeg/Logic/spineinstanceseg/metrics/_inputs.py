@@ -8,18 +8,24 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
-from ..volume import Volume
+from ..volume import Volume, compare_grids
 
 __all__ = ["as_arrays", "as_label_array", "resolve_spacing", "union_box"]
 
 
 def as_arrays(a: Volume | ArrayLike, b: Volume | ArrayLike) -> tuple[NDArray, NDArray]:
-    """The two arrays (unchanged dtype); Volumes must share a grid, arrays a shape."""
+    """The two arrays (unchanged dtype); Volumes must share a grid, arrays a shape.
+
+    Volumes whose grids differ by float jitter only (below :data:`~spineinstanceseg.volume.GRID_JITTER_VOXELS` of
+    a voxel anywhere) share a grid; larger differences are refused with the numbers.
+    """
     if isinstance(a, Volume) and isinstance(b, Volume) and not a.same_grid(b):
-        raise InputError(
-            f"the two volumes are on different grids ({'; '.join(a.geometry_differences(b))})",
-            fix="resample the prediction onto the reference grid (resample_to_grid) before computing metrics",
-        )
+        grids = compare_grids(a, b)
+        if not grids.within():
+            raise InputError(
+                f"the two volumes are on different grids: {grids.describe()}",
+                fix="resample the prediction onto the reference grid (resample_to_grid) before computing metrics",
+            )
     arr_a = np.asarray(a.array if isinstance(a, Volume) else a)
     arr_b = np.asarray(b.array if isinstance(b, Volume) else b)
     if arr_a.shape != arr_b.shape:
