@@ -1,9 +1,11 @@
 """Segment every image (and DICOM series folder) in IN_DIR into OUT_DIR/<case>/, distributed with Dask.
 
 Resumable: cases whose report exists are skipped, so re-running after an interruption finishes the rest.
-A failing case is recorded in OUT_DIR/batch_summary.csv and the others go on. Runs on a local Dask cluster
-(one worker per core, or per GPU) unless --scheduler gives the address of an existing one, e.g. a cluster
-started with dask-jobqueue on SLURM. Exit code 1 when any case failed.
+A failing case is recorded in OUT_DIR/batch_summary.csv and the others go on; the summary is written also when
+the batch is stopped (Ctrl-C: exit code 130), listing unfinished cases as "cancelled". Runs on a local Dask
+cluster (one worker per core, or per GPU, but no more than fit in the memory available) unless --scheduler gives
+the address of an existing one, e.g. a cluster started with dask-jobqueue on SLURM. Exit code 1 when any case
+failed.
 """
 
 from __future__ import annotations
@@ -22,7 +24,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("input_dir", help="folder of image files and/or DICOM series folders")
     parser.add_argument("out_dir", help="output folder (one sub-folder per case)")
     parser.add_argument("--scheduler", metavar="ADDRESS", help="existing Dask scheduler, e.g. tcp://10.0.0.5:8786")
-    parser.add_argument("--workers", type=int, help="local cluster workers (default: CPU cores, or GPUs with CUDA)")
+    parser.add_argument(
+        "--workers",
+        type=int,
+        help="local cluster workers (default: one per CPU core, or per GPU with CUDA, but no more than fit in the "
+        "memory available: see WORKER_MEMORY_GB in spineinstanceseg.pipeline.batch)",
+    )
     add_segment_options(parser)
 
 

@@ -5,8 +5,12 @@ Each input (image file or DICOM series folder) becomes one Dask task that runs
 worker (the process-wide cache of :mod:`.models`). A case whose report exists is finished and skipped, so a
 killed batch resumes where it stopped; a failing case is recorded and the others go on.
 
-By default a local cluster is started (one worker per CPU core, or per GPU when CUDA is used); pass the address
-of an existing scheduler (e.g. one started by dask-jobqueue on SLURM) to run there instead.
+By default a local cluster is started: one worker per CPU core, or per GPU when CUDA is used (local worker k uses
+GPU k), but no more workers than fit in the memory available (:data:`WORKER_MEMORY_GB` each; see
+:func:`plan_workers`). Pass the address of an existing scheduler (e.g. one started by dask-jobqueue on SLURM) to
+run there instead. Each case's torch threads are decided on the worker that runs it: the cores that worker may
+use, shared among the cases its host runs at once (never the client's core count). The summary
+(``batch_summary.csv``) is written also when the batch is cancelled or interrupted.
 """
 
 from __future__ import annotations
@@ -18,26 +22,46 @@ import os
 import shutil
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..errors import CancelledError, InputError, SpineSegError
+from ..devices import cuda_device_count, resolve_device
+from ..errors import InputError, SpineSegError
 from ..io import is_volume_path
 from ..progress import CancelToken, Progress
 from .options import SegmentOptions, case_name_of
 from .segment_file import report_path_of, segment_file
 
-__all__ = ["CaseOutcome", "find_inputs", "run_batch", "default_worker_count", "SUMMARY_NAME"]
+__all__ = [
+    "CaseOutcome",
+    "WorkerPlan",
+    "find_inputs",
+    "run_batch",
+    "plan_workers",
+    "threads_per_task",
+    "worker_device",
+    "SUMMARY_NAME",
+    "WORKER_MEMORY_GB",
+]
 
 log = logging.getLogger(__name__)
 
 SUMMARY_NAME = "batch_summary.csv"
 
+# Peak memory of one local worker in GB, used to cap the number of workers by the memory available (the one
+# tuned number of this module). An estimate from array sizes, not a measurement: for a 512 x 512 x 700 CT the
+# image is 0.7 GB as float32, nnU-Net resamples its 5 class logits back to the CT's grid as float32 (3.7 GB) before
+# taking the argmax, and stage 2 keeps CT-sized int32 label maps (0.7 GB each); plus ~1 GB for torch, nnU-Net and
+# the models. Smaller scans need less: give --workers to use more workers than this allows.
+WORKER_MEMORY_GB = 8.0
+_NOT_FINISHED = "the batch stopped before this case finished; run the batch again to finish it"
+
 
 @dataclass(frozen=True)
 class CaseOutcome:
-    """What happened to one case: status is "done", "skipped" (already finished) or "failed"."""
+    """What happened to one case: status is "done", "skipped" (already finished), "failed" or "cancelled" (the batch
+    stopped before the case finished)."""
 
     case: str
     input: str
@@ -74,17 +98,79 @@ def find_inputs(input_dir: str | Path) -> list[Path]:
     return inputs
 
 
-def default_worker_count(device: str) -> int:
-    """One worker per GPU when running on CUDA, else one per CPU core available to this process."""
-    if device in ("cuda", "auto"):
-        try:
-            import torch
+@dataclass(frozen=True)
+class WorkerPlan:
+    """How many local Dask workers to start and how many torch threads each one's case may use.
 
-            if torch.cuda.is_available():
-                return max(1, torch.cuda.device_count())
-        except ImportError:  # pragma: no cover - torch is a dependency
-            pass
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1))
+    ``limited_by`` says which resource decided the count: "cores", "memory", "gpus", "cases" or "user".
+    """
+
+    workers: int
+    threads_per_worker: int
+    limited_by: str
+
+
+def threads_per_task(cores: int, tasks_on_host: int) -> int:
+    """Torch threads for one case when ``tasks_on_host`` cases run at once on a host with ``cores`` cores."""
+    return max(1, int(cores) // max(1, int(tasks_on_host)))
+
+
+def plan_workers(
+    *,
+    cores: int,
+    memory_gb: float | None,
+    gpus: int = 0,
+    cases: int | None = None,
+    requested: int | None = None,
+    memory_per_worker_gb: float = WORKER_MEMORY_GB,
+) -> WorkerPlan:
+    """The local cluster for a batch: one worker per GPU (CUDA) or per core (CPU), but no more than fit in memory.
+
+    Args:
+        cores: CPU cores this process may use.
+        memory_gb: Memory available now in GB (``None``: unknown, not a limit).
+        gpus: CUDA GPUs to use (0 on the CPU).
+        cases: Cases to run (no more workers than cases).
+        requested: The user's ``--workers`` (wins over everything else).
+        memory_per_worker_gb: Peak memory of one worker (:data:`WORKER_MEMORY_GB`).
+    """
+    if requested:
+        workers, reason = max(1, int(requested)), "user"
+    else:
+        limits = {"gpus" if gpus > 0 else "cores": max(1, gpus if gpus > 0 else cores)}
+        if memory_gb is not None:
+            limits["memory"] = max(1, int(memory_gb // memory_per_worker_gb))
+        if cases is not None:
+            limits["cases"] = max(1, cases)
+        reason = min(limits, key=lambda k: (limits[k], list(limits).index(k)))  # a tie names the hardware first
+        workers = limits[reason]
+    return WorkerPlan(workers, threads_per_task(cores, workers), reason)
+
+
+def visible_cores() -> int:
+    """CPU cores this process may use (its affinity mask where the system has one, e.g. a SLURM allocation)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def available_memory_gb() -> float | None:
+    """Memory available to new processes now, in GB, within a container's limit (``None`` when unknown)."""
+    try:
+        import psutil  # a dependency of dask.distributed
+        from distributed.system import MEMORY_LIMIT
+    except ImportError:  # pragma: no cover - both come with dask[distributed]
+        return None
+    return min(psutil.virtual_memory().available, MEMORY_LIMIT) / 2**30
+
+
+def worker_device(requested: str, worker_name: object, gpus: int) -> str:
+    """The device of one worker: with "cuda"/"auto" and several GPUs, local worker k uses GPU k mod gpus.
+
+    Workers of a local cluster are named 0, 1, ...; other names (an external cluster, which pins GPUs itself,
+    e.g. with CUDA_VISIBLE_DEVICES per job) keep the requested device.
+    """
+    if requested in ("cuda", "auto") and gpus > 1 and isinstance(worker_name, int):
+        return f"cuda:{worker_name % gpus}"
+    return requested
 
 
 def _remove_stale_partials(out_dir: Path) -> None:
@@ -97,11 +183,27 @@ def _remove_stale_partials(out_dir: Path) -> None:
             stale.unlink(missing_ok=True)
 
 
-def _run_case(input_path: str, out_dir: str, options: SegmentOptions, threads: int) -> CaseOutcome:
+def _on_this_worker(options: SegmentOptions, tasks_on_host: dict[str, int]) -> tuple[SegmentOptions, int]:
+    """The options (device) and torch threads of a case, decided on the worker that runs it."""
+    try:
+        from distributed import get_worker
+        from distributed.comm.addressing import get_address_host
+
+        worker = get_worker()
+        name, host = worker.name, get_address_host(worker.address)
+    except (ImportError, ValueError):  # not inside a Dask worker (a direct call)
+        name, host = None, ""
+    device = worker_device(options.device, name, cuda_device_count() if options.device != "cpu" else 0)
+    threads = threads_per_task(visible_cores(), tasks_on_host.get(host, 1))
+    return (replace(options, device=device) if device != options.device else options), threads
+
+
+def _run_case(input_path: str, out_dir: str, options: SegmentOptions, tasks_on_host: dict[str, int]) -> CaseOutcome:
     """Runs inside a Dask worker: never raises, so one bad case does not stop the batch."""
     import torch
 
-    torch.set_num_threads(max(1, threads))
+    options, threads = _on_this_worker(options, tasks_on_host)
+    torch.set_num_threads(threads)
     case = case_name_of(input_path)
     started = time.perf_counter()
     try:
@@ -141,18 +243,22 @@ def run_batch(
 
     Args:
         scheduler: Address of an existing Dask scheduler ("tcp://host:8786"); ``None`` starts a local cluster.
-        n_workers: Local cluster size (default: :func:`default_worker_count`).
+        n_workers: Local cluster size (default: :func:`plan_workers` from cores, GPUs and memory).
 
     Returns:
-        One outcome per input; also written to ``out_dir/batch_summary.csv``.
-    """
-    from dask.distributed import Client, LocalCluster, as_completed
+        One outcome per input; also written to ``out_dir/batch_summary.csv``, which is written too when the batch
+        stops early (cancel, Ctrl-C, an error): cases that did not finish are listed as "cancelled".
 
+    Raises:
+        InputError: no inputs, or (local cluster) a device this machine cannot use.
+        CancelledError / KeyboardInterrupt: the batch was stopped (the summary is written first).
+    """
     out = Path(out_dir)
+    inputs = find_inputs(input_dir)
+    if scheduler is None:
+        resolve_device(options.device)  # fail now rather than once per case; an external cluster checks on its workers
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
-    inputs = find_inputs(input_dir)
-    bar = Progress(progress, cancel, step="batch")
     outcomes: list[CaseOutcome] = []
     todo: list[Path] = []
     for path in inputs:
@@ -162,38 +268,74 @@ def run_batch(
         else:
             todo.append(path)
     log.info("%d case(s) to run, %d already finished", len(todo), len(outcomes))
-    if todo:
-        workers = n_workers or default_worker_count(options.device)
-        cluster = None
-        if scheduler is None:
-            cluster = LocalCluster(
-                n_workers=min(workers, len(todo)), threads_per_worker=1, processes=True, dashboard_address=None
-            )
-        client = Client(scheduler or cluster)
-        try:
-            n_running = max(1, len(client.scheduler_info().get("workers", {})))
-            threads = max(1, (os.cpu_count() or 1) // n_running)
-            futures = [
-                client.submit(
-                    _run_case, str(p), str(out), options, threads, key=f"spineseg-{case_name_of(p)}", pure=False
-                )
-                for p in todo
-            ]
-            done = 0
-            bar.update(0.0, f"0/{len(todo)} cases")
-            for future in as_completed(futures):
-                outcome = future.result()
-                outcomes.append(outcome)
-                done += 1
-                log.info("%s: %s", outcome.case, outcome.status if not outcome.error else outcome.error)
-                try:
-                    bar.update(done / len(todo), f"{done}/{len(todo)} cases")
-                except CancelledError:
-                    client.cancel(futures)
-                    raise
-        finally:
-            client.close()
-            if cluster is not None:
-                cluster.close()
-    _write_summary(out, outcomes)
+    try:
+        if todo:
+            bar = Progress(progress, cancel, step="batch")
+            _run_on_dask(todo, out, options, outcomes, bar=bar, scheduler=scheduler, n_workers=n_workers)
+    finally:
+        ended = {o.input for o in outcomes}
+        stopped = [CaseOutcome(case_name_of(p), str(p), "cancelled", error=_NOT_FINISHED) for p in todo
+                   if str(p) not in ended]  # fmt: skip
+        _write_summary(out, outcomes + stopped)
     return sorted(outcomes, key=lambda o: o.case)
+
+
+def _start_client(scheduler: str | None, options: SegmentOptions, n_cases: int, n_workers: int | None):
+    """A Dask client: of the given scheduler, or of a new local cluster sized by :func:`plan_workers`."""
+    from dask.distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        return Client(scheduler), None
+    device = resolve_device(options.device)
+    gpus = 0
+    if device.type == "cuda":  # one worker per GPU; "cuda:N" names one GPU
+        gpus = cuda_device_count() if options.device in ("cuda", "auto") else 1
+    memory = available_memory_gb()
+    plan = plan_workers(cores=visible_cores(), memory_gb=memory, gpus=gpus, cases=n_cases, requested=n_workers)
+    log.info("local Dask cluster: %d worker(s) of about %d torch thread(s) (limited by %s; %s GB available, %g GB "
+             "per worker assumed)", plan.workers, plan.threads_per_worker, plan.limited_by,
+             "?" if memory is None else f"{memory:.0f}", WORKER_MEMORY_GB)  # fmt: skip
+    cluster = LocalCluster(n_workers=plan.workers, threads_per_worker=1, processes=True, dashboard_address=None)
+    return Client(cluster), cluster
+
+
+def _tasks_per_host(client) -> dict[str, int]:
+    """Cases that can run at once on each host of the cluster (its workers' threads), from the scheduler."""
+    counts: dict[str, int] = {}
+    for info in client.scheduler_info().get("workers", {}).values():
+        counts[info.get("host", "")] = counts.get(info.get("host", ""), 0) + int(info.get("nthreads", 1))
+    return counts
+
+
+def _run_on_dask(
+    todo: list[Path],
+    out: Path,
+    options: SegmentOptions,
+    outcomes: list[CaseOutcome],
+    *,
+    bar: Progress,
+    scheduler: str | None,
+    n_workers: int | None,
+) -> None:
+    """Run the cases on Dask, appending each outcome to ``outcomes`` as it arrives (so a stop keeps them)."""
+    from dask.distributed import as_completed
+
+    client, cluster = _start_client(scheduler, options, len(todo), n_workers)
+    futures = []
+    try:
+        per_host = _tasks_per_host(client)
+        keys = [f"spineseg-{case_name_of(p)}" for p in todo]
+        futures = [client.submit(_run_case, str(p), str(out), options, per_host, key=k, pure=False)
+                   for p, k in zip(todo, keys, strict=True)]  # fmt: skip
+        bar.update(0.0, f"0/{len(todo)} cases")
+        for done, future in enumerate(as_completed(futures), start=1):
+            outcome = future.result()
+            outcomes.append(outcome)
+            log.info("%s: %s", outcome.case, outcome.status if not outcome.error else outcome.error)
+            bar.update(done / len(todo), f"{done}/{len(todo)} cases")
+    finally:
+        if futures:
+            client.cancel(futures)
+        client.close()
+        if cluster is not None:
+            cluster.close()
