@@ -10,7 +10,7 @@ DEMO_OUT ?= demo-output
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test]"
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,batch,slicer]"
 	touch $@
 
 install: $(STAMP)

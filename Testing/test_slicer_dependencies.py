@@ -1,8 +1,9 @@
 """Installing the pipeline's packages into Slicer's Python, checked without the Slicer application.
 
-Slicer's installers (``slicer.packaging.pip_ensure``, ``slicer.util.pip_install``, ``PyTorchUtils``) are replaced by
-recorders; "installing" a package writes real package metadata on ``sys.path``, so the checks before and after
-run on what Python itself reports.
+Slicer's installers (``slicer.packaging.pip_ensure`` with the signature of Slicer's own function,
+``slicer.util.pip_install``, ``PyTorchUtils``) are replaced by recorders that behave like Slicer's (including
+"install nothing in testing mode"); "installing" a package writes real package metadata on ``sys.path``, so the
+checks before and after run on what Python itself reports.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ FAKE = "spineinstanceseg-fake-dependency"
 
 
 def test_requirements_match_pyproject():
-    """Slicer must get the same packages and version limits as a pip install of the library."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    ours = {Requirement(r).name.lower(): Requirement(r) for r in deps.REQUIREMENTS}
-    for line in project:
-        req = Requirement(line)
-        if req.name in ("torch", "torchvision"):
-            assert req.name != "torch" or Requirement(deps.TORCH_REQUIREMENT).specifier == req.specifier
-            continue
-        assert req.name.lower() in ours, f"{req.name} is missing from dependencies.REQUIREMENTS"
-        assert ours[req.name.lower()].specifier == req.specifier, req.name
+    """Slicer gets the library's runtime requirements (torch from the PyTorch extension) plus the [slicer] extra;
+    the folder helpers get the [batch] extra; test tools (panoptica's numpy cap, slicerio) never reach Slicer."""
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    expected = [r for r in project["dependencies"] if Requirement(r).name != "torch"] + extras["slicer"]
+    assert sorted(deps.REQUIREMENTS) == sorted(expected)
+    assert list(deps.BATCH_REQUIREMENTS) == extras["batch"]
+    torch = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
+    assert Requirement(deps.TORCH_REQUIREMENT).specifier == torch.specifier
+    names = {Requirement(r).name for r in project["dependencies"]}
+    assert not names & {"torchvision", "dask", "psutil", "slicerio", "panoptica", "pytest"}, names
+    numpy = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "numpy")
+    assert not any(spec.operator in ("<", "<=") for spec in numpy.specifier), "numpy<2.3 is a test-tool cap"
 
 
 def test_this_environment_is_complete():
@@ -54,14 +58,40 @@ def _install_metadata(site: Path, version: str) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {FAKE}\nVersion: {version}\n")
 
 
-def _fake_slicer(site: Path, *, with_packaging: bool, calls: list, version: str = "1.2"):
-    def install(requirements, **kwargs):
+def _fake_slicer(site: Path, *, with_packaging: bool, calls: list, version: str = "1.2", testing: bool = False):
+    """A ``slicer`` module whose installers record their calls and behave like Slicer's own."""
+
+    def pip_ensure(
+        requirements,
+        constraints=None,
+        skip_packages=None,
+        prompt_install=True,
+        prompt_restart=True,
+        requester=None,
+        skip_in_testing=True,
+        show_progress=True,
+    ):  # the signature of slicer.packaging.pip_ensure (Slicer 5.11+)
+        kwargs = dict(
+            constraints=constraints,
+            skip_packages=skip_packages,
+            prompt_install=prompt_install,
+            prompt_restart=prompt_restart,
+            requester=requester,
+            skip_in_testing=skip_in_testing,
+        )
         calls.append((requirements, kwargs))
+        if skip_in_testing and testing:  # what Slicer does: nothing, silently
+            return None
+        _install_metadata(site, version)
+        return None
+
+    def pip_install(args):  # slicer.util.pip_install of Slicer 5.10: a list of pip arguments
+        calls.append((args, {}))
         _install_metadata(site, version)
 
-    util = types.SimpleNamespace(pip_install=lambda reqs: install(reqs))
-    packaging = types.SimpleNamespace(pip_ensure=install) if with_packaging else None
-    return types.SimpleNamespace(util=util, packaging=packaging)
+    app = types.SimpleNamespace(testingEnabled=lambda: testing)
+    packaging = types.SimpleNamespace(pip_ensure=pip_ensure) if with_packaging else None
+    return types.SimpleNamespace(util=types.SimpleNamespace(pip_install=pip_install), packaging=packaging, app=app)
 
 
 def test_nothing_is_installed_without_confirmation(site):
@@ -87,6 +117,8 @@ def test_pip_ensure_is_used_and_torch_is_kept_away_from_pip(site):
     ((requirements, kwargs),) = calls
     assert requirements == [f"{FAKE}>=1.0"]
     assert "torch" in kwargs["skip_packages"] and kwargs["prompt_install"] is False  # we asked already
+    assert {"SimpleITK", "numpy", "vtk", "torchvision"} <= set(kwargs["skip_packages"])
+    assert kwargs["constraints"] and kwargs["prompt_restart"] is False  # the module asks about restarts itself
 
 
 def test_pip_install_fallback_on_older_slicer(site):
@@ -97,6 +129,9 @@ def test_pip_install_fallback_on_older_slicer(site):
         slicer_module=_fake_slicer(site, with_packaging=False, calls=calls),
     )
     assert outcome.ready and len(calls) == 1 and calls[0][1] == {}
+    args = calls[0][0]
+    assert args[0] == "-c" and args[2:] == [f"{FAKE}>=1.0"]
+    assert args[1].endswith("constraints.txt")  # pins Slicer's own packages (see test_constraints_pin...)
 
 
 def test_failed_install_is_an_error_naming_the_package(site):
@@ -161,3 +196,97 @@ def test_importing_the_module_touches_neither_slicer_nor_pip():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == str(len(deps.REQUIREMENTS))
+
+
+def test_testing_mode_installs_nothing_and_reports_it(site):
+    """Slicer's pip_ensure installs nothing in testing mode; before, the check after "installing" then failed with
+    "installing did not provide ..." and the self-test failed on a clean Slicer."""
+    calls, asked = [], []
+    outcome = deps.ensure_dependencies(
+        confirm=lambda text: asked.append(text) or True,
+        requirements=[f"{FAKE}>=1.0"],
+        slicer_module=_fake_slicer(site, with_packaging=True, calls=calls, testing=True),
+    )
+    assert outcome.not_installed_in_testing == (f"{FAKE}>=1.0",) and not outcome.ready
+    assert calls == [] and asked == []  # no dialog (it would auto-close with OK) and no pip
+
+
+def test_install_in_testing_asks_slicer_to_install_in_testing_mode(site):
+    calls = []
+    outcome = deps.ensure_dependencies(
+        confirm=lambda text: True,
+        requirements=[f"{FAKE}>=1.0"],
+        slicer_module=_fake_slicer(site, with_packaging=True, calls=calls, testing=True),
+        install_in_testing=True,
+    )
+    assert outcome.ready and outcome.installed == (f"{FAKE}>=1.0",)
+    assert calls[0][1]["skip_in_testing"] is False
+
+
+def test_development_name_pydeps_is_used_too(site):
+    calls = []
+    fake = _fake_slicer(site, with_packaging=True, calls=calls)
+    fake.pydeps, fake.packaging = fake.packaging, None
+    outcome = deps.ensure_dependencies(confirm=lambda text: True, requirements=[f"{FAKE}>=1.0"], slicer_module=fake)
+    assert outcome.ready and calls[0][1]["skip_packages"]  # pip_ensure, not the plain pip fallback
+
+
+def test_constraints_pin_what_slicer_bundles(monkeypatch, tmp_path):
+    """numpy, SimpleITK, torch ... are pinned to the installed versions; a bundled module unknown to pip (Slicer's
+    own vtk) gets an unsatisfiable constraint, so pip fails rather than installing a copy over it."""
+    import importlib.metadata
+
+    (tmp_path / "slicer_builtin_lib.py").write_text("__version__ = '9.9'\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(deps, "BUNDLED_PACKAGES", ("numpy", "SimpleITK", "torch", "slicer_builtin_lib"))
+    lines = deps.constraints_lines()
+    assert f"numpy=={importlib.metadata.version('numpy')}" in lines
+    assert f"SimpleITK=={importlib.metadata.version('SimpleITK')}" in lines
+    assert f"torch=={importlib.metadata.version('torch')}" in lines
+    assert "slicer_builtin_lib<0" in lines
+
+
+def test_unsuitable_bundled_package_is_an_error_never_an_install(site):
+    calls = []
+    with pytest.raises(SpineSegError, match=r"numpy .*needs numpy>=99.*Slicer 5\.10"):
+        deps.ensure_dependencies(
+            confirm=lambda text: True,
+            requirements=["numpy>=99", f"{FAKE}>=1.0"],
+            slicer_module=_fake_slicer(site, with_packaging=True, calls=calls),
+        )
+    assert calls == []
+
+
+def test_self_test_skips_with_a_reason_on_a_clean_slicer(site):
+    """A clean Slicer in testing mode: the self-test gets a reason to skip, and nothing is installed."""
+    calls = []
+    fake = _fake_slicer(site, with_packaging=True, calls=calls, testing=True)
+    reason = deps.prepare_self_test(environ={}, requirements=[f"{FAKE}>=1.0"], slicer_module=fake)
+    assert reason and FAKE in reason and deps.INSTALL_IN_TESTING_ENV in reason and "testing mode" in reason
+    assert calls == []
+
+
+def test_self_test_installs_when_asked(site):
+    calls = []
+    fake = _fake_slicer(site, with_packaging=True, calls=calls, testing=True)
+    requirements = [f"{FAKE}>=1.0"]
+    environ = {deps.INSTALL_IN_TESTING_ENV: "1"}
+    assert deps.prepare_self_test(environ=environ, requirements=requirements, slicer_module=fake) is None
+    assert calls[0][1]["skip_in_testing"] is False
+    assert deps.prepare_self_test(environ={}, requirements=requirements, slicer_module=fake) is None  # satisfied now
+
+
+def test_self_test_reports_a_failed_install_as_a_skip_reason(site):
+    fake = _fake_slicer(site, with_packaging=True, calls=[], testing=True)
+    environ = {deps.INSTALL_IN_TESTING_ENV: "1"}
+    reason = deps.prepare_self_test(environ=environ, requirements=[f"{FAKE}>=5.0"], slicer_module=fake)  # gets 1.2
+    assert reason and "failed" in reason and FAKE in reason
+
+
+def test_module_stays_importable_by_python_39():
+    """An old Slicer (Python 3.9) must be able to import it to say why the module cannot run there."""
+    import ast
+
+    source = Path(deps.__file__).read_text(encoding="utf-8")
+    ast.parse(source, feature_version=(3, 9))
+    assert "from __future__ import annotations" in source
