@@ -215,3 +215,95 @@ def test_read_case_result_round_trip(tmp_path):
     )
     assert back.instances.same_grid(result.instances)
     np.testing.assert_array_equal(back.instances.array, result.instances.array)
+
+
+# ------------------------------------------------------------------ the child's Python
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("#!/bin/sh\n")
+    return path
+
+
+def test_python_of_the_running_slicer_is_preferred(tmp_path, monkeypatch):
+    from spineinstanceseg.slicer import job as job_module
+    from spineinstanceseg.slicer.job import python_executable
+
+    name = "PythonSlicer.exe" if sys.platform == "win32" else "PythonSlicer"
+    own = _touch(tmp_path / "Slicer-5.12" / "bin" / name)
+    on_path = str(_touch(tmp_path / "Slicer-5.6" / "bin" / name))  # another installation, first on PATH
+    which = {"PythonSlicer": on_path}.get
+    # Inside Slicer: the running application's own PythonSlicer, not the one on PATH.
+    assert python_executable(slicer_home=own.parents[1], executable="/x/bin/Slicer", which=which) == str(own)
+    monkeypatch.setattr(job_module, "running_slicer_home", lambda: str(own.parents[1]))
+    assert python_executable(which=which) == str(own)  # default: asks slicer.app.slicerHome
+    # sys.executable's own PythonSlicer (Slicer sets sys.executable to it; PythonSlicer's interpreter sits beside)
+    beside = _touch(tmp_path / "app" / "bin" / name)
+    real = str(beside.with_name("python-real"))
+    assert python_executable(slicer_home=None, executable=real, which=which) == str(beside)
+    # Outside Slicer: this interpreter (it has the library), never a PythonSlicer found on PATH.
+    assert python_executable(slicer_home=None, executable="/venv/bin/python", which=which) == "/venv/bin/python"
+    # Inside Slicer when neither exists: PATH is the last resort.
+    assert python_executable(slicer_home=tmp_path / "empty", executable="/x/Slicer", which=which) == on_path
+
+
+# ------------------------------------------------------------------ cancel while the case is being written
+FAKE_WRITER = textwrap.dedent(
+    """
+    import signal, sys, time
+    sys.path.insert(0, {testing!r})
+    from outputs_cases import make_result
+    from spineinstanceseg.outputs import write_all
+    from spineinstanceseg.progress import format_progress_line
+
+    out_dir, case, mode = sys.argv[1:4]
+    if mode == "graceful":  # like the CLI: SIGTERM unwinds, the atomic writer removes its temporary folder
+        def unwind(signum, frame):
+            raise KeyboardInterrupt
+        signal.signal(signal.SIGTERM, unwind)
+
+    def progress(step, fraction, message):
+        print(format_progress_line(step, fraction, message), flush=True)
+        if "csv" in message:  # half-way through the files
+            if mode == "stuck":  # busy in native code: SIGTERM has no effect until it returns
+                signal.signal(signal.SIGTERM, signal.SIG_IGN)
+            time.sleep(120)
+
+    write_all(make_result(), out_dir, case_name=case, exports=("nifti", "markups", "csv", "report"),
+              label_format=".nrrd", progress=progress)
+    """
+)
+
+
+@pytest.mark.parametrize("mode", ["graceful", "stuck"])
+def test_cancel_while_writing_leaves_no_case_and_no_partial_folder(tmp_path, scene_and_volume, mode):
+    """Cancel during the writing step: the progress showed it, and ``out_dir`` holds neither the case folder nor a
+    hidden partial one, also when the child had to be killed (before, the partial folder stayed in out_dir)."""
+    import time
+
+    _, volume_node, _ = scene_and_volume
+    script = tmp_path / "fake_writer.py"
+    script.write_text(FAKE_WRITER.format(testing=str(TESTING)))
+    out_dir = tmp_path / "out"
+    (out_dir / "earlier_case").mkdir(parents=True)  # someone else's results stay
+    progress, done = [], []
+    job = SegmentJob(
+        volume_node,
+        SegmentOptions(),
+        out_dir=out_dir,
+        case_name="patient",
+        on_progress=lambda step, fraction, message: progress.append((step, message)),
+        on_done=lambda nodes, error: done.append(error),
+        argv_factory=lambda i, o, options, *, case_name: [sys.executable, str(script), str(o), case_name, mode],
+        cancel_grace_s=1.0,
+    )
+    job.start()
+    deadline = time.monotonic() + 60
+    while not any("csv" in message for _, message in progress) and time.monotonic() < deadline:
+        job.poll()
+        time.sleep(0.05)
+    assert ("writing outputs", "writing nifti") in progress
+    assert any(p.name.startswith(".patient.partial-") for p in out_dir.iterdir()), "not writing yet?"
+    job.cancel()
+    assert job.wait(timeout=30) not in (None, 0)
+    assert done == ["cancelled"]
+    assert sorted(p.name for p in out_dir.iterdir()) == ["earlier_case"]

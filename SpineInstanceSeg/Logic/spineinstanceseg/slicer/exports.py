@@ -23,6 +23,7 @@ __all__ = [
     "export_stl",
     "export_labelmap_nrrd",
     "labelmap_from_segmentation",
+    "iter_segment_masks",
     "export_seg_nrrd",
     "surface_is_closed",
     "segment_label_values",
@@ -170,15 +171,14 @@ def _non_empty_segments(segmentation_node) -> list[str]:
     return ids
 
 
-def labelmap_from_segmentation(segmentation_node, *, reference_volume_node, world: bool = False):
-    """All segments as one label :class:`~spineinstanceseg.volume.Volume` on the reference volume's grid.
+def iter_segment_masks(segmentation_node, segment_ids: Sequence[str], *, reference_volume_node):
+    """Yield ``(segment_id, boolean mask)`` for each segment, on the reference volume's voxel grid.
 
-    Label values are those stored by the adapter (tag :data:`~.mrml_adapter.LABEL_VALUE_TAG`), else the
-    segment's position 1..N in the segmentation. Where segments overlap, the later segment in the list wins.
+    Each segment is exported on its own (Slicer resamples it onto the volume's grid, parent transforms included),
+    so overlapping segments keep all their voxels.
 
-    Args:
-        world: Geometry with the reference volume's parent transform composed in (as the pipeline sees the
-            input), else the volume's own local grid (as its file has it).
+    Raises:
+        ExportError: Slicer could not export a segment, or exported it on another grid.
     """
     import slicer
 
@@ -186,22 +186,45 @@ def labelmap_from_segmentation(segmentation_node, *, reference_volume_node, worl
 
     scene = segmentation_node.GetScene()
     _segments_logic(scene)
-    reference = volume_from_node(reference_volume_node, world=world)
-    out = np.zeros(reference.shape, dtype=np.int32)
+    image = reference_volume_node.GetImageData()
+    shape = tuple(image.GetDimensions()) if image is not None else None
     temp = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", "__spineinstanceseg_export__")
     try:
-        for segment_id, value in segment_label_values(segmentation_node).items():
+        for segment_id in segment_ids:
             ok = slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
                 segmentation_node, _string_array([segment_id]), temp, reference_volume_node
             )
             if not ok:
                 raise ExportError(f"Slicer could not export segment {segment_id!r}", fix="check the segment")
             mask = np.asarray(volume_from_node(temp, world=False).array) > 0
-            if mask.shape != out.shape:
+            if mask.shape != shape:
                 raise ExportError(f"segment {segment_id!r} exported on a different grid", fix="check the volume")
-            out[mask] = value
+            yield segment_id, mask
     finally:
         scene.RemoveNode(temp)
+
+
+def labelmap_from_segmentation(segmentation_node, *, reference_volume_node, world: bool = False):
+    """All segments as one label :class:`~spineinstanceseg.volume.Volume` on the reference volume's grid.
+
+    Label values are those stored by the adapter (tag :data:`~.mrml_adapter.LABEL_VALUE_TAG`), else the
+    segment's position 1..N in the segmentation (a file export; to use a segmentation as a stage-1 mask, read
+    it by segment name and terminology with :func:`.segment_mask.mask_from_segmentation` instead). Where
+    segments overlap, the later segment in the list wins.
+
+    Args:
+        world: Geometry with the reference volume's parent transform composed in (as the pipeline sees the
+            input), else the volume's own local grid (as its file has it).
+    """
+    from .volume_nodes import volume_from_node
+
+    reference = volume_from_node(reference_volume_node, world=world)
+    out = np.zeros(reference.shape, dtype=np.int32)
+    values = segment_label_values(segmentation_node)
+    for segment_id, mask in iter_segment_masks(
+        segmentation_node, list(values), reference_volume_node=reference_volume_node
+    ):
+        out[mask] = values[segment_id]
     dtype = np.uint8 if out.max(initial=0) < 256 and out.min(initial=0) >= 0 else np.int16
     return reference.with_array(out.astype(dtype), is_label=True)
 

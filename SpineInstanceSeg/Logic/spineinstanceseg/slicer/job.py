@@ -36,6 +36,7 @@ __all__ = [
     "option_args",
     "child_environment",
     "python_executable",
+    "running_slicer_home",
     "read_case_result",
     "CASE_NAME",
 ]
@@ -46,16 +47,55 @@ CASE_NAME = "input"
 _LOG_TAIL = 30
 
 
-def python_executable() -> str:
-    """The Python that runs the child: Slicer's ``PythonSlicer`` when present (same packages as Slicer)."""
-    found = shutil.which("PythonSlicer")
-    if found:
-        return found
-    # Inside the Slicer application sys.executable is Slicer itself; PythonSlicer sits next to it.
-    beside = Path(sys.executable).with_name("PythonSlicer.exe" if sys.platform == "win32" else "PythonSlicer")
-    if beside.is_file():
-        return str(beside)
-    return sys.executable
+_PYTHON_SLICER = "PythonSlicer.exe" if sys.platform == "win32" else "PythonSlicer"
+
+
+def running_slicer_home() -> str | None:
+    """``slicer.app.slicerHome`` of the running Slicer application (``None`` outside it, e.g. with slicer-core)."""
+    try:
+        import slicer
+
+        app = getattr(slicer, "app", None)
+        return str(app.slicerHome) if app is not None and app.slicerHome else None
+    except Exception:  # no Slicer, or an application without a home (never expected)
+        return None
+
+
+def python_executable(
+    *,
+    slicer_home: str | os.PathLike[str] | None | bool = True,
+    executable: str | None = None,
+    which: Callable[[str], str | None] = shutil.which,
+) -> str:
+    """The Python that runs the child: the ``PythonSlicer`` of the *running* Slicer (its packages, its version).
+
+    Order:
+
+    1. ``<slicer_home>/bin/PythonSlicer`` of the running application;
+    2. ``PythonSlicer`` beside ``executable`` (Slicer sets ``sys.executable`` to its own PythonSlicer, and in
+       ``PythonSlicer`` the interpreter lies in the same folder);
+    3. outside Slicer: ``executable`` itself, the interpreter that imported this library;
+    4. inside Slicer, when neither 1 nor 2 exists: a ``PythonSlicer`` on ``PATH``, else ``executable``.
+
+    A ``PythonSlicer`` on ``PATH`` belongs to whichever Slicer installation comes first there (another version,
+    other packages), so it is only the last resort inside the application and never used outside it.
+
+    Args:
+        slicer_home: Home folder of the running Slicer; ``True`` (default) asks ``slicer.app``; ``None``/``False``
+            means "not inside Slicer".
+        executable: Default ``sys.executable``.
+        which: ``shutil.which`` (tests substitute their own).
+    """
+    home = running_slicer_home() if slicer_home is True else (slicer_home or None)
+    executable = executable or sys.executable
+    candidates = [Path(home) / "bin" / _PYTHON_SLICER] if home else []
+    candidates.append(Path(executable).with_name(_PYTHON_SLICER))
+    for candidate in candidates:
+        if candidate.is_file():
+            return str(candidate)
+    if home:
+        return which("PythonSlicer") or executable
+    return executable
 
 
 def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
@@ -172,6 +212,8 @@ class SegmentJob:
             ``out_dir/<case_name>/``; without it only what the scene needs is written, into the temp folder.
         case_name: Case folder / file prefix in ``out_dir``.
         argv_factory: Builds the child's command line (tests substitute a fake pipeline).
+        cancel_grace_s: How long Cancel lets the child clean up after SIGTERM before it is killed (its unfinished
+            case folder is then removed here).
     """
 
     def __init__(
@@ -190,6 +232,7 @@ class SegmentJob:
         out_dir: str | os.PathLike[str] | None = None,
         case_name: str = CASE_NAME,
         argv_factory: Callable[..., list[str]] = segment_argv,
+        cancel_grace_s: float = 5.0,
     ) -> None:
         self.volume_node = volume_node
         if out_dir is None:  # only what the scene needs
@@ -206,11 +249,13 @@ class SegmentJob:
         self.on_log = on_log
         self.on_done = on_done
         self.argv_factory = argv_factory
+        self.cancel_grace_s = float(cancel_grace_s)
         self.runner: ProcessRunner | None = None
         self.temp_dir: Path | None = None
         self.nodes = None
         self.error: str | None = None
         self._log_tail: deque[str] = deque(maxlen=_LOG_TAIL)
+        self._partials_before: set[Path] = set()
 
     def start(self) -> None:
         """Write the inputs and start the child process; returns at once."""
@@ -223,9 +268,11 @@ class SegmentJob:
             input_path = write_volume(image, self.temp_dir / f"{self.case_name}.nrrd")
             options = self.options
             if self.mask_node is not None:
-                mask = _mask_volume(self.mask_node, self.volume_node)
-                options = replace(options, mask=str(write_volume(mask, self.temp_dir / "mask.nrrd")))
+                mask, convention = self._mask_volume()
+                path = write_volume(mask, self.temp_dir / "mask.nrrd")
+                options = replace(options, mask=str(path), mask_convention=convention)
             argv = self.argv_factory(input_path, self._results_root(), options, case_name=self.case_name)
+            self._partials_before = self._partial_outputs()
             self.runner = ProcessRunner(
                 argv,
                 env=child_environment(),
@@ -233,11 +280,47 @@ class SegmentJob:
                 on_progress=self.on_progress,
                 on_log=self._on_log,
                 on_finished=self._on_finished,
+                cancel_grace_s=self.cancel_grace_s,
             )
         except BaseException:
             shutil.rmtree(self.temp_dir, ignore_errors=True)
             raise
         self.runner.start()  # removes the temp folder itself if the child cannot start
+
+    def _mask_volume(self):
+        """The existing stage-1 mask as ``(label volume on the input's world grid, its label convention)``.
+
+        A labelmap node keeps ``options.mask_convention``; a segmentation node is read segment by segment by
+        name and terminology (:mod:`.segment_mask`) into semantic classes, and the mapping is logged.
+        """
+        from .volume_nodes import volume_from_node
+
+        if not self.mask_node.IsA("vtkMRMLSegmentationNode"):
+            mask = volume_from_node(self.mask_node, world=True, is_label=True)
+            return mask, self.options.mask_convention
+        from .segment_mask import mask_from_segmentation
+
+        read = mask_from_segmentation(self.mask_node, reference_volume_node=self.volume_node, world=True)
+        self._on_log(f"stage 1 from segmentation {self.mask_node.GetName()!r}:")
+        for mapped in (*read.segments, *read.ignored):
+            self._on_log(f"  {mapped.describe()}")
+        return read.semantic, "semantic"
+
+    def _partial_outputs(self) -> set[Path]:
+        """Hidden temporary case folders of this case in the results folder (see :mod:`spineinstanceseg.atomic`)."""
+        root = self._results_root()
+        return set(root.glob(f".{self.case_name}.partial-*")) if root.is_dir() else set()
+
+    def _remove_partial_outputs(self) -> None:
+        """After a cancel: remove the temporary case folder a killed child could not remove itself.
+
+        The child removes it on SIGTERM (the CLI unwinds and its atomic writers clean up); a child stuck in native
+        code for longer than the runner's grace time is killed, and its half-written folder would stay in
+        ``out_dir``. Folders that existed before this job started are left alone.
+        """
+        for folder in self._partial_outputs() - self._partials_before:
+            log.info("removing the unfinished outputs of the cancelled run: %s", folder)
+            shutil.rmtree(folder, ignore_errors=True)
 
     def _results_root(self) -> Path:
         assert self.temp_dir is not None
@@ -267,6 +350,7 @@ class SegmentJob:
         assert self.temp_dir is not None and self.runner is not None
         if self.runner.cancelled:
             self.error = "cancelled"
+            self._remove_partial_outputs()
         elif code != 0:
             lines = [ln for ln in self._log_tail if ln.strip()]
             errors = [ln for ln in lines if "error" in ln.lower()]
@@ -291,18 +375,3 @@ class SegmentJob:
                 self.error = f"the result could not be loaded: {err}"
         if self.on_done is not None:
             self.on_done(self.nodes, self.error)
-
-
-def _mask_volume(mask_node, volume_node):
-    """An existing segmentation (labelmap or segmentation node) as a label volume on the input's world grid.
-
-    For a segmentation node the label values are those of :func:`.exports.labelmap_from_segmentation`
-    (label values stored by this module, else segment positions 1..N).
-    """
-    from .volume_nodes import volume_from_node
-
-    if mask_node.IsA("vtkMRMLSegmentationNode"):
-        from .exports import labelmap_from_segmentation
-
-        return labelmap_from_segmentation(mask_node, reference_volume_node=volume_node, world=True)
-    return volume_from_node(mask_node, world=True, is_label=True)

@@ -93,6 +93,8 @@ class ProcessRunner:
         temp_dir: Folder owned by the job; deleted when the job ends, whatever the outcome.
         cwd: Working directory of the child.
         on_progress, on_log, on_finished: Callbacks, delivered by :meth:`poll`.
+        cancel_grace_s: How long :meth:`cancel` lets the child unwind after SIGTERM (the CLI removes its
+            temporary outputs then) before it is killed.
     """
 
     def __init__(
@@ -105,6 +107,7 @@ class ProcessRunner:
         on_progress: Callable[[str, float, str], None] | None = None,
         on_log: Callable[[str], None] | None = None,
         on_finished: Callable[[int], None] | None = None,
+        cancel_grace_s: float = 5.0,
     ) -> None:
         self.argv = [str(a) for a in argv]
         self.env = dict(os.environ if env is None else env)
@@ -114,6 +117,7 @@ class ProcessRunner:
         self.on_progress = on_progress
         self.on_log = on_log
         self.on_finished = on_finished
+        self.cancel_grace_s = float(cancel_grace_s)
         self.returncode: int | None = None
         self.cancelled = False
         self._process: subprocess.Popen | None = None
@@ -178,7 +182,7 @@ class ProcessRunner:
         if self._process.poll() is None:
             self.cancelled = True
             log.info("cancelling pid %s and its children", self._process.pid)
-            kill_process_tree(self._process.pid, popen=self._process)
+            kill_process_tree(self._process.pid, popen=self._process, timeout=self.cancel_grace_s)
         self._kill_group()
 
     def _kill_group(self) -> None:
