@@ -106,6 +106,14 @@ def test_module_compiles(tmp_path):
     py_compile.compile(str(MODULE_FILE), cfile=str(tmp_path / "module.pyc"), doraise=True)
 
 
+def test_module_parses_as_python_39_and_imports_no_library_before_the_version_check():
+    """An old Slicer (Python 3.9) must load the module far enough to show which Slicer it needs."""
+    ast.parse(SOURCE, feature_version=(3, 9))
+    top_level = [n for n in TREE.body if isinstance(n, (ast.Import, ast.ImportFrom))]
+    modules = [getattr(n, "module", None) or n.names[0].name for n in top_level]
+    assert not [m for m in modules if m.startswith("spineinstanceseg")], modules
+
+
 def test_every_ui_name_the_module_uses_exists_with_a_fitting_class():
     widgets = _ui_widgets()
     uses = re.findall(r"self\.ui\.(\w+)(?:\.(\w+))?(?:\(\s*\"([^\"]+)\")?", SOURCE)
