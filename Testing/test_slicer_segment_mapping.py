@@ -245,3 +245,74 @@ def test_segment_names_and_terminology(name, terminology, semantic, level):
 @pytest.mark.parametrize("name", ["Segment_1", "liver", "auditory_canal_left", "Label 5", ""])
 def test_unknown_names_are_not_guessed(name):
     assert classify_segment(name=name) is None
+
+
+def _totalsegmentator_node(scene, phantom, tmp_path):
+    """The phantom's spine as SlicerTotalSegmentator loads a CT ``total`` result: a label map read through a colour
+    table of class names (segment ID = class name), each segment with its SNOMED-CT terminology (the DICOM codes
+    that SlicerTotalSegmentator's mapping table and this library share). ``total`` has no disc class."""
+    from spineinstanceseg.io import write_volume
+    from spineinstanceseg.levels import level_name
+    from spineinstanceseg.outputs.terminology import canal_terminology, sacrum_terminology, vertebra_terminology
+    from spineinstanceseg.semantic import CANAL, SACRUM
+
+    instances, semantic = np.asarray(phantom.instances.array), np.asarray(phantom.semantic.array)
+    labels = np.zeros(instances.shape, np.uint8)
+    classes = {25: ("sacrum", sacrum_terminology()), 79: ("spinal_cord", canal_terminology())}
+    for code in sorted(set(np.unique(instances)) - {0, 26}):
+        labels[instances == code] = 51 - code  # total: 27 L5 ... 50 C1
+        classes[51 - int(code)] = (f"vertebrae_{level_name(int(code))}", vertebra_terminology(int(code)))
+    labels[semantic == SACRUM] = 25
+    labels[semantic == CANAL] = 79
+    path = write_volume(phantom.instances.with_array(labels, is_label=True), tmp_path / "total.nii.gz")
+    colors = slicer.vtkMRMLColorTableNode()
+    colors.SetTypeToUser()
+    colors.SetNumberOfColors(80)
+    for value, (name, _) in classes.items():
+        colors.SetColorName(value, name)
+    scene.AddNode(colors)
+    node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", "TotalSegmentator")
+    node.SetLabelmapConversionColorTableNodeID(colors.GetID())
+    node.AddDefaultStorageNode()
+    node.GetStorageNode().SetFileName(str(path))
+    assert node.GetStorageNode().ReadData(node)
+    for name, terminology in classes.values():
+        segment = node.GetSegmentation().GetSegment(name)
+        segment.SetTag(segment.GetTerminologyEntryTagName(), terminology)
+        segment.SetName(name.replace("vertebrae_", "") + " vertebra" if name.startswith("vertebrae_") else name)
+    return node
+
+
+@pytest.mark.slow
+def test_totalsegmentator_segmentation_as_stage1_end_to_end(tmp_path):
+    """A TotalSegmentator result in the scene as the existing stage-1 segmentation, through the real pipeline
+    (``spineseg segment`` in a child process, bundled stage 2; 8-17 s on 2 busy cores, so slow-marked like the
+    other console end-to-end tests): the vertebrae come out right (every
+    lumbar vertebra found at its centroid, named by its level)."""
+    from spineinstanceseg.levels import level_name
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.slicer.console import segment_volume_node
+    from spineinstanceseg.slicer.mrml_adapter import vertebra_segment_ids
+    from spineinstanceseg.slicer.volume_nodes import RAS_FROM_LPS, volume_to_node
+
+    phantom = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
+    scene = slicer.vtkMRMLScene()
+    volume = volume_to_node(phantom.image, scene, name="phantom")
+    node = _totalsegmentator_node(scene, phantom, tmp_path)
+    logs = []
+    nodes = segment_volume_node(
+        volume, mask_node=node, options=SegmentOptions(device="cpu"), on_log=logs.append, timeout=1200
+    )
+    assert any("'L3 vertebra' -> vertebra L3" in line for line in logs), logs[:20]
+    segmentation = nodes.segmentation.GetSegmentation()
+    names = [segmentation.GetSegment(i).GetName() for i in vertebra_segment_ids(nodes.segmentation)]
+    truth = {code: c for code, c in phantom.centroids.items() if code != 26}
+    lumbar = {level_name(code) for code in truth if 20 <= code <= 24}
+    assert lumbar <= set(names), names
+    true_ras = {level_name(code): RAS_FROM_LPS[:3, :3] @ np.asarray(c) for code, c in truth.items()}
+    for i in range(nodes.markups.GetNumberOfControlPoints()):
+        label = nodes.markups.GetNthControlPointLabel(i)
+        if label in lumbar:
+            position = np.array(nodes.markups.GetNthControlPointPositionWorld(i))
+            assert np.linalg.norm(true_ras[label] - position) < 10.0, label

@@ -198,3 +198,9 @@ def test_minimum_version_is_stated_everywhere(load_module):
     readme = (MODULE_FILE.parents[1] / "README.md").read_text(encoding="utf-8")
     assert f"Slicer {minimum} or later" in readme
     assert f"Slicer {minimum} or" in module.SpineInstanceSeg(types.SimpleNamespace()).parent.helpText
+
+
+def test_self_test_on_an_old_slicer_skips_instead_of_failing(load_module):
+    module, displayed = load_module(version=(5, 8))
+    module.SpineInstanceSegTest().runTest()
+    assert len([m for m in displayed if m.startswith("Skipped:") and "Slicer 5.10" in m]) == 2, displayed
