@@ -54,3 +54,27 @@ def test_ctrl_c_during_a_batch_exits_130_and_writes_the_summary(tmp_path, monkey
     assert {case: row["status"] for case, row in rows.items()} == {"a": "done", "b": "cancelled", "c": "cancelled"}
     assert "run the batch again" in rows["b"]["error"]
     assert not [p for p in out.iterdir() if p.name != SUMMARY_NAME]
+
+
+def test_writing_a_case_reports_progress_and_a_cancel_there_leaves_nothing(tmp_path):
+    import pytest
+
+    from spineinstanceseg.errors import CancelledError
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.pipeline.segment_file import segment_file
+    from spineinstanceseg.progress import CancelToken
+
+    case = example_case()
+    options = SegmentOptions(mask=str(case.semantic), device="cpu")
+    token = CancelToken()
+    steps: list[str] = []
+
+    def on_progress(step: str, fraction: float, message: str) -> None:
+        steps.append(step)
+        if step == "writing outputs" and fraction > 0:
+            token.cancel()  # the user presses Cancel while the files are written
+
+    with pytest.raises(CancelledError):
+        segment_file(case.image, tmp_path / "out", options=options, progress=on_progress, cancel=token)
+    assert "writing outputs" in steps
+    assert _leftovers(tmp_path / "out") == []

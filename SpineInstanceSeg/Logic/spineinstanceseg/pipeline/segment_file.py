@@ -98,4 +98,6 @@ def segment_file(
         exports=options.exports,
         label_format=options.label_format,
         inputs=inputs,
+        progress=progress,
+        cancel=cancel,
     )
