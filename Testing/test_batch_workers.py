@@ -120,3 +120,16 @@ def test_a_stopped_batch_writes_its_summary_and_threads_are_set_on_the_worker(tm
     outcomes = run_batch(images, out, SegmentOptions(device="cpu"), scheduler=in_process_cluster.scheduler_address)
     assert {o.case: o.status for o in outcomes}["a"] == "skipped"
     assert {o.status for o in outcomes} <= {"skipped", "done"}, outcomes
+
+
+def test_batch_without_dask_says_how_to_install_it(tmp_path, monkeypatch, capsys):
+    import sys
+
+    from spineinstanceseg.cli.main import main
+
+    images = tmp_path / "images"
+    images.mkdir()
+    (images / "a.nii.gz").write_bytes(b"never read")
+    monkeypatch.setitem(sys.modules, "dask.distributed", None)  # as if the [batch] extra were not installed
+    assert main(["batch", str(images), str(tmp_path / "out"), "--device", "cpu"]) == 2
+    assert "spineinstanceseg[batch]" in capsys.readouterr().err

@@ -282,7 +282,13 @@ def run_batch(
 
 def _start_client(scheduler: str | None, options: SegmentOptions, n_cases: int, n_workers: int | None):
     """A Dask client: of the given scheduler, or of a new local cluster sized by :func:`plan_workers`."""
-    from dask.distributed import Client, LocalCluster
+    try:
+        from dask.distributed import Client, LocalCluster
+    except ImportError as error:
+        raise InputError(
+            f"batch runs need Dask, which is not installed ({error})",
+            fix='install the batch extra: pip install "spineinstanceseg[batch]" (or pip install "dask[distributed]")',
+        ) from None
 
     if scheduler is not None:
         return Client(scheduler), None
@@ -318,9 +324,9 @@ def _run_on_dask(
     n_workers: int | None,
 ) -> None:
     """Run the cases on Dask, appending each outcome to ``outcomes`` as it arrives (so a stop keeps them)."""
-    from dask.distributed import as_completed
-
     client, cluster = _start_client(scheduler, options, len(todo), n_workers)
+    from dask.distributed import as_completed  # importable: _start_client checked
+
     futures = []
     try:
         per_host = _tasks_per_host(client)
