@@ -1,8 +1,8 @@
 """Train the bundled stage-1 nnU-Net model and its leave-one-out siblings on the CPU; rerunnable and resumable.
 
 Usage:
-    python scripts/train_bundled_stage1.py --work /tmp/stage1 [--phantoms 48] [--base-epochs 40]
-        [--finetune-epochs 50] [--iterations 50] [--folds 0,1,2,3,all] [--threads 2] [--device cpu]
+    python scripts/train_bundled_stage1.py --work /tmp/stage1 [--phantoms 48] [--base-epochs 30]
+        [--finetune-epochs 30] [--iterations 50] [--folds 0,1,2,3,all] [--threads 2] [--device cpu]
 
 One nnU-Net dataset (503 ``SpineRealDiscs``), preprocessed once:
 
@@ -57,6 +57,9 @@ CT_CASES = ("sub-verse005", "sub-verse006", "sub-verse008", "sub-verse012")
 # The MRI set split in two halves (VB1 and VB2 in both); folds 0 and 2 hold out half A, 1 and 3 half B.
 MRI_HALF_A = ("vb1_03", "vb1_10", "vb1_15", "vb1_17", "vb2_02", "vb2_05", "vb2_07", "vb2_09", "vb2_12", "vb2_14")
 PLANS = "SpineSegSmallPlans"
+# Version of the real cases' derived labels; a change rewrites them and preprocesses again (models are kept).
+# 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background.
+LABELS_VERSION = 2
 
 
 def _say(text: str) -> None:
@@ -125,13 +128,33 @@ def _write_real_mri(folder: Path, case: str) -> str:
     return name
 
 
-def build_source(folder: Path, n_phantoms: int) -> dict[str, list[str]]:
-    """The generic-layout source folder; returns {"phantom": [...], "<real case>": [its case names]}."""
+def _write_real_cases(folder: Path, groups: dict[str, list[str]]) -> None:
+    rng = np.random.default_rng(5)
+    for case in CT_CASES:
+        groups[case] = _write_real_ct(folder, case, rng)
+        _say(f"  real CT {case}: {groups[case]}")
+    for case in mri_cases():
+        groups[case] = [_write_real_mri(folder, case)]
+
+
+def build_source(folder: Path, n_phantoms: int) -> tuple[dict[str, list[str]], bool]:
+    """The generic-layout source folder: ({"phantom": [...], "<real case>": [its case names]}, relabelled).
+
+    ``relabelled``: the real cases' labels were rewritten because their derivation changed (``LABELS_VERSION``);
+    the phantoms, the models trained so far and everything else stay.
+    """
     from spineinstanceseg.io import write_volume
 
     index_file = folder / "cases.json"
     if index_file.is_file():
-        return json.loads(index_file.read_text())
+        index = json.loads(index_file.read_text())
+        version = index.pop("labels_version", 1)
+        if version == LABELS_VERSION:
+            return index, False
+        _say(f"== real-case labels version {version} -> {LABELS_VERSION}: rewriting them")
+        _write_real_cases(folder, index)
+        index_file.write_text(json.dumps({**index, "labels_version": LABELS_VERSION}, indent=1) + "\n")
+        return index, True
     shutil.rmtree(folder, ignore_errors=True)
     (folder / "images").mkdir(parents=True)
     (folder / "labels").mkdir()
@@ -142,14 +165,9 @@ def build_source(folder: Path, n_phantoms: int) -> dict[str, list[str]]:
         write_volume(case.image, folder / "images" / f"{name}.nii.gz")
         write_volume(case.semantic, folder / "labels" / f"{name}.nii.gz")
         groups["phantom"].append(name)
-    rng = np.random.default_rng(5)
-    for case in CT_CASES:
-        groups[case] = _write_real_ct(folder, case, rng)
-        _say(f"  real CT {case}: {groups[case]}")
-    for case in mri_cases():
-        groups[case] = [_write_real_mri(folder, case)]
-    index_file.write_text(json.dumps(groups, indent=1) + "\n")
-    return groups
+    _write_real_cases(folder, groups)
+    index_file.write_text(json.dumps({**groups, "labels_version": LABELS_VERSION}, indent=1) + "\n")
+    return groups, False
 
 
 def held_out(fold: int | str, groups: dict[str, list[str]]) -> list[str]:
@@ -264,12 +282,18 @@ def prepare(args, folders) -> dict[str, list[str]]:
     from spineinstanceseg.stage1.dataset import convert_dataset
     from spineinstanceseg.stage1.training import small_plans
 
-    groups = build_source(args.work / "source", args.phantoms)
+    groups, relabelled = build_source(args.work / "source", args.phantoms)
     name = f"Dataset{DATASET_ID:03d}_{DATASET_NAME}"
-    if not (folders.raw / name / "dataset.json").is_file():
+    if relabelled or not (folders.raw / name / "dataset.json").is_file():
         convert_dataset("generic", args.work / "source", dataset_id=DATASET_ID, name=DATASET_NAME, raw_dir=folders.raw,
-                        channel_name="image")  # fmt: skip
+                        channel_name="image", overwrite=True)  # fmt: skip
     preprocessed = folders.preprocessed / name
+    if relabelled and (preprocessed / "done.txt").is_file():
+        from nnunetv2.experiment_planning.plan_and_preprocess_api import preprocess
+
+        _say("== preprocessing again with the same plans (new labels)")
+        preprocess([DATASET_ID], plans_identifier=PLANS, configurations=("3d_fullres",),
+                   num_processes=[args.threads], verbose=False)  # fmt: skip
     if not (preprocessed / "done.txt").is_file():
         _say("== planning and preprocessing")
         adapter.plan_and_preprocess(DATASET_ID, num_processes=args.threads,
@@ -283,8 +307,8 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", type=Path, required=True, help="work folder (sources, nnU-Net folders, exports)")
     parser.add_argument("--phantoms", type=int, default=48, help="training phantoms (default 48)")
-    parser.add_argument("--base-epochs", type=int, default=40, help="epochs of the phantom-only base (fold 4)")
-    parser.add_argument("--finetune-epochs", type=int, default=50, help="epochs of every fine-tuned fold")
+    parser.add_argument("--base-epochs", type=int, default=30, help="epochs of the phantom-only base (fold 4)")
+    parser.add_argument("--finetune-epochs", type=int, default=30, help="epochs of every fine-tuned fold")
     parser.add_argument("--iterations", type=int, default=50, help="optimiser steps per epoch")
     parser.add_argument("--patch", type=int, default=48, help="cubic patch size in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.0, help="isotropic working spacing in mm")
