@@ -5,7 +5,9 @@ Rules, in order of precedence:
 1. the user names the lowest vertebra in view (``lowest="L5"``);
 2. the user names the highest vertebra in view (``anchor="C2"``);
 3. the sacrum is in view directly below the lowest vertebra: that vertebra is L5 (L6 when the user says the
-   patient has six lumbar vertebrae);
+   patient has six lumbar vertebrae) -- unless the column has doubts (an instance that probably holds two
+   vertebrae, a gap where one is probably missing; see :mod:`spineinstanceseg.stage2.sanity`): counting across
+   them would misname every level above, so the levels are then not named and the rule says why;
 4. otherwise nothing is guessed: vertebrae are "Vertebra 1" .. "Vertebra N" from the top.
 
 Counting passes T12 -> T13 -> L1 only when the user says the patient has a T13, and L5 -> L6 -> sacrum only with L6.
@@ -13,6 +15,7 @@ Counting passes T12 -> T13 -> L1 only when the user says the patient has a T13, 
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
@@ -64,6 +67,7 @@ def name_vertebrae(
     anchor: str | None = None,
     with_t13: bool = False,
     with_l6: bool = False,
+    doubts: Sequence[str] = (),
 ) -> LevelNaming:
     """Decide level names for ``n`` vertebrae ordered top to bottom.
 
@@ -74,6 +78,8 @@ def name_vertebrae(
         anchor: User-given level of the highest vertebra in view (e.g. "C2").
         with_t13: The patient has a 13th thoracic vertebra.
         with_l6: The patient has a 6th lumbar vertebra.
+        doubts: Anomalies of the column that forbid counting from the sacrum (sentence fragments); a level given
+            by the user is still honoured (the caller should warn).
 
     Raises:
         InputError: both ``lowest`` and ``anchor`` given, a level that does not exist for this patient
@@ -106,6 +112,8 @@ def name_vertebrae(
                 fix="check the level you gave",
             )
         return naming
+    if sacrum_below and n > 0 and doubts:
+        return _unnamed(n, f"levels not named: {'; '.join(doubts)}: counting up from the sacrum would misname them")
     if sacrum_below and n > 0:
         lowest_code = L6_CODE if with_l6 else 24
         start = sequence.index(lowest_code) - (n - 1)

@@ -1,4 +1,11 @@
-"""The main job: image -> stage 1 (or a given mask) -> centroids -> stage 2 windows -> fusion -> named instances."""
+"""The main job: image -> stage 1 (or a given mask) -> centroids -> stage 2 windows -> fusion -> anatomical sanity
+-> named instances.
+
+The sanity step (:mod:`spineinstanceseg.stage2.sanity`) drops what stage 1 called vertebra but is not part of the
+spinal column (a rib, the pelvis, a blob in the abdomen), merges small fragments into the vertebra they touch,
+flags instances that probably hold two vertebrae and gaps where one is probably missing (then levels are not
+counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left.
+"""
 
 from __future__ import annotations
 
@@ -98,11 +105,17 @@ def segment(
         cancel: Polled between windows and patches; cancelling raises ``CancelledError``.
         source: Name of the input (file path) for error messages.
 
+    Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
+    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra); the
+    warnings say what was dropped, merged and flagged.
+
     Raises:
-        InputError: unusable image or mask. NoSpineFoundError: no vertebra in the semantic mask.
+        InputError: unusable image or mask. NoSpineFoundError: no vertebra in the semantic mask, or nothing that
+            stage 2 made of it is a plausible vertebra of a spinal column (e.g. an image without a spine).
         ModelError: missing or tampered model files. CancelledError: cancelled by the user.
     """
     from ..stage2.predict import split_instances
+    from ..stage2.sanity import check_column
 
     timings: dict[str, float] = {}
     warnings: list[str] = []
@@ -143,12 +156,34 @@ def segment(
     timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
 
     t = time.perf_counter()
-    instances_1n = np.asarray(split.instances.array)
-    n = len(split.confidence)
-    sacrum_below = n > 0 and _sacrum_below(semantic, split.instances, lowest_label=n)
-    naming = name_vertebrae(
-        n, sacrum_below=sacrum_below, lowest=lowest, anchor=anchor, with_t13=with_t13, with_l6=with_l6
+    sanity = check_column(
+        split.instances.array,
+        semantic,
+        split.confidence,
+        image=image if image.same_grid(semantic) else None,
+        source=source,
     )
+    warnings.extend(sanity.messages())
+    timings["sanity"] = time.perf_counter() - t
+
+    t = time.perf_counter()
+    instances_1n = np.asarray(sanity.instances)
+    n = len(sanity.confidence)
+    sacrum_below = n > 0 and _sacrum_below(semantic, semantic.with_array(instances_1n), lowest_label=n)
+    naming = name_vertebrae(
+        n,
+        sacrum_below=sacrum_below,
+        lowest=lowest,
+        anchor=anchor,
+        with_t13=with_t13,
+        with_l6=with_l6,
+        doubts=sanity.anomalies,
+    )
+    if sanity.anomalies and (lowest or anchor):
+        warnings.append(
+            f"levels named from the level you gave ({lowest or anchor}) although the column has anomalies "
+            f"({'; '.join(sanity.anomalies)}): a vertebra too many or too few shifts every name; check them"
+        )
     relabelled, labels = _apply_naming(instances_1n, semantic, naming)
     instances = image.with_array(relabelled.astype(np.int16), is_label=True)
     counts = np.bincount(instances_1n.reshape(-1), minlength=n + 1)
@@ -157,8 +192,8 @@ def segment(
             label=labels[k],
             name=naming.names[k],
             level_code=naming.codes[k],
-            centroid_lps=tuple(float(c) for c in np.asarray(split.centroids_lps)[k]),  # type: ignore[arg-type]
-            confidence=float(split.confidence[k]),
+            centroid_lps=tuple(float(c) for c in sanity.centroids_lps[k]),  # type: ignore[arg-type]
+            confidence=float(sanity.confidence[k]),
             voxel_count=int(counts[k + 1]),
             volume_ml=float(counts[k + 1] * image.voxel_volume_mm3 / 1000.0),
         )

@@ -1,0 +1,246 @@
+"""Anatomical sanity after stage-2 fusion, rule by rule, on hand-made label maps (2 mm box vertebrae).
+
+What a user notices: a piece of rib or pelvis is not called a vertebra, half a vertebra is not a vertebra of its
+own, two vertebrae in one or a missed vertebra stop the levels from being counted from the sacrum, a vertebra
+cut by the edge of the scan stays, and an image without a spine says so.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from conftest import oblique_direction
+
+from spineinstanceseg.errors import NoSpineFoundError
+from spineinstanceseg.pipeline.naming import name_vertebrae
+from spineinstanceseg.stage2.sanity import DEFAULT_PARAMETERS, check_column, measure_instances
+from spineinstanceseg.volume import Volume
+
+# Box vertebrae of 14 x 14 x 9 voxels (28 x 28 x 18 mm, 14.1 mL) every 12 voxels along axis 2 (= LPS z, up).
+SPACING = 2.0
+WIDTH, HEIGHT, PITCH, MARGIN = 14, 9, 12, 7
+XY = (5, 5)
+
+
+def column(n: int = 5, *, nx: int = 60, ny: int = 30, top_margin: int = MARGIN) -> np.ndarray:
+    """Vertebrae 1..n from the top (highest z) down, none touching a face of the volume."""
+    nz = (n - 1) * PITCH + HEIGHT + MARGIN + top_margin
+    labels = np.zeros((nx, ny, nz), np.int32)
+    for k in range(1, n + 1):
+        z1 = nz - top_margin - (k - 1) * PITCH
+        labels[XY[0] : XY[0] + WIDTH, XY[1] : XY[1] + WIDTH, z1 - HEIGHT : z1] = k
+    return labels
+
+
+def grid(labels: np.ndarray, direction=None) -> Volume:
+    direction = np.eye(3) if direction is None else direction
+    return Volume(np.zeros(labels.shape, np.uint8), (SPACING,) * 3, (0.0, 0.0, 0.0), direction, is_label=True)
+
+
+def numbered_top_to_bottom(labels: np.ndarray) -> np.ndarray:
+    """Labels renumbered 1..N by decreasing centroid height, as stage 2 hands them over."""
+    m = measure_instances(labels, grid(labels))
+    order = np.argsort(-m.centroid_lps[:, 2], kind="stable")
+    lut = np.zeros(len(order) + 1, np.int32)
+    lut[order + 1] = np.arange(1, len(order) + 1)
+    return lut[labels]
+
+
+def decisions_by_action(result) -> dict[str, list[int]]:
+    out: dict[str, list[int]] = {}
+    for d in result.decisions:
+        out.setdefault(d.action, []).append(d.label)
+    return out
+
+
+@pytest.mark.parametrize("direction", [None, oblique_direction(20.0)], ids=["axial", "oblique grid"])
+def test_a_clean_column_passes_unchanged(direction):
+    labels = column()
+    before = labels.copy()
+    confidence = np.array([0.9, 0.8, 0.7, 0.6, 0.5])
+    result = check_column(labels, grid(labels, direction), confidence)
+    np.testing.assert_array_equal(result.instances, before)
+    np.testing.assert_array_equal(labels, before)  # input untouched
+    np.testing.assert_allclose(result.confidence, confidence)
+    assert decisions_by_action(result) == {"kept": [1, 2, 3, 4, 5]}
+    assert result.naming_allowed and result.messages() == []
+
+
+def test_a_small_fragment_is_merged_into_the_vertebra_it_touches():
+    truth = column()
+    labels = truth.copy()
+    z_top = np.argwhere(truth == 3)[:, 2].max()
+    labels[(truth == 3) & (np.arange(truth.shape[2]) >= z_top - 1)[None, None, :]] = 6  # top 2 of 9 slices
+    labels = numbered_top_to_bottom(labels)  # 1, 2, fragment = 3, rest of vertebra 3 = 4, 5, 6
+    confidence = np.array([0.9, 0.9, 0.1, 0.8, 0.9, 0.9])
+    result = check_column(labels, grid(labels), confidence)
+    np.testing.assert_array_equal(result.instances, truth)
+    merged = next(d for d in result.decisions if d.action == "merged")
+    assert (merged.label, merged.into, merged.new_label) == (3, 4, 3)
+    assert "3.1 mL, 22% of its neighbours" in merged.reason and "not cut by the field of view" in merged.reason
+    np.testing.assert_allclose(result.confidence, [0.9, 0.9, 0.8, 0.9, 0.9])  # the receiver's confidence
+    assert result.naming_allowed
+    assert any(line.startswith("merged a piece into vertebra 3") for line in result.messages())
+
+
+def test_a_detached_fragment_touching_no_vertebra_is_dropped():
+    truth = column()
+    labels = truth.copy()
+    z_bottom_of_2 = np.argwhere(truth == 2)[:, 2].min()
+    labels[10:13, 10:13, z_bottom_of_2 - 2] = 9  # in the middle of the disc space, touching nothing
+    labels = numbered_top_to_bottom(labels)
+    result = check_column(labels, grid(labels), np.ones(6))
+    np.testing.assert_array_equal(result.instances, truth)
+    dropped = [d for d in result.decisions if d.action == "dropped"]
+    assert len(dropped) == 1 and "touching no vertebra" in dropped[0].reason
+
+
+def test_components_off_the_column_are_dropped_as_not_spine():
+    truth = column()
+    labels = truth.copy()
+    z3 = np.argwhere(truth == 3)[:, 2]
+    labels[36:48, 8:14, z3.min() : z3.min() + 6] = 7  # a rib next to vertebra 3 (3.5 mL, 2 sizes off the line)
+    labels[40:54, 5:19, 1:10] = 8  # a pelvis-like block beside and below the lowest vertebra
+    labels = numbered_top_to_bottom(labels)
+    result = check_column(labels, grid(labels), np.ones(7))
+    np.testing.assert_array_equal(result.instances, truth)  # the dropped voxels are background
+    assert result.count("dropped") == 2 and result.count("kept") == 5
+    assert all("from the spinal column's centre line" in d.reason for d in result.decisions if d.action == "dropped")
+    assert result.messages()[0].startswith("dropped 2 non-spine component(s)")
+    assert result.naming_allowed  # what is not spine does not disturb counting
+
+
+def test_an_instance_holding_two_vertebrae_is_flagged_and_levels_are_not_counted_from_the_sacrum():
+    labels = column(6)
+    z = np.argwhere((labels == 3) | (labels == 4))[:, 2]
+    labels[XY[0] : XY[0] + WIDTH, XY[1] : XY[1] + WIDTH, z.min() : z.max() + 1] = 3  # the disc space too
+    labels[labels > 4] -= 1
+    confidence = np.array([0.9, 0.9, 0.8, 0.9, 0.9])
+    result = check_column(labels, grid(labels), confidence)
+    assert decisions_by_action(result)["flagged"] == [3]
+    assert result.confidence[2] == DEFAULT_PARAMETERS.oversized_confidence
+    assert not result.naming_allowed
+    assert "probably two vertebrae in one" in result.anomalies[0]
+    naming = name_vertebrae(5, sacrum_below=True, doubts=result.anomalies)
+    assert not naming.known and naming.names[0] == "Vertebra 1"
+    assert naming.rule.startswith("levels not named: vertebra 3 is 2.3 times the volume of its neighbours")
+    honoured = name_vertebrae(5, sacrum_below=True, lowest="L5", doubts=result.anomalies)
+    assert honoured.names == ("L1", "L2", "L3", "L4", "L5")  # a level the user gives is still used
+
+
+def test_a_missing_vertebra_leaves_a_gap_that_forbids_counting():
+    labels = column(6)
+    labels[labels == 3] = 0
+    labels[labels > 3] -= 1
+    result = check_column(labels, grid(labels), np.ones(5))
+    assert result.count("kept") == 5 and len(result.anomalies) == 1
+    assert "from vertebra 2 to 3 is 48 mm, 2.0 times the steps next to it" in result.anomalies[0]
+    naming = name_vertebrae(5, sacrum_below=True, doubts=result.anomalies)
+    assert not naming.known and "a vertebra is probably missing there" in naming.rule
+
+
+@pytest.mark.parametrize("end", ["top", "bottom"])
+def test_a_small_vertebra_cut_by_the_field_of_view_is_kept_as_it_is(end):
+    labels = column(top_margin=MARGIN + 4)
+    nz = labels.shape[2]
+    labels[XY[0] : XY[0] + WIDTH, XY[1] : XY[1] + WIDTH, nz - 3 :] = 9  # a 4.7 mL slab cut by the top face
+    if end == "bottom":
+        labels = labels[:, :, ::-1].copy()
+    labels = numbered_top_to_bottom(labels)
+    confidence = np.array([0.0, 0.9, 0.9, 0.9, 0.9, 0.9]) if end == "top" else np.array([0.9] * 5 + [0.0])
+    result = check_column(labels, grid(labels), confidence)
+    np.testing.assert_array_equal(result.instances, labels)
+    assert result.count("kept") == 6 and result.naming_allowed
+    np.testing.assert_allclose(result.confidence, confidence)
+
+
+def test_specks_alone_are_no_spine():
+    labels = np.zeros((40, 40, 40), np.int32)
+    for k, (x, y, z) in enumerate([(5, 5, 5), (20, 30, 12), (30, 8, 25), (12, 20, 33)], start=1):
+        labels[x : x + 3, y : y + 3, z : z + 3] = k  # 0.2 mL each
+    labels = numbered_top_to_bottom(labels)
+    with pytest.raises(NoSpineFoundError, match="no spine found: none of the 4 pieces") as info:
+        check_column(labels, grid(labels), np.ones(4), source="noise.nii.gz")
+    assert str(info.value).startswith("noise.nii.gz: ") and "Fix:" in str(info.value)
+
+
+def test_vertebra_sized_blobs_that_do_not_stack_are_no_spine():
+    labels = np.zeros((80, 80, 30), np.int32)
+    for k, (x, y) in enumerate([(2, 2), (40, 4), (6, 44), (50, 50)], start=1):
+        labels[x : x + 14, y : y + 14, 8 + 2 * k : 17 + 2 * k] = k  # side by side, none above another
+    labels = numbered_top_to_bottom(labels)
+    with pytest.raises(NoSpineFoundError, match="do not stack into a spinal column"):
+        check_column(labels, grid(labels), np.ones(4))
+
+
+def test_in_a_ct_a_column_without_bone_is_no_spine():
+    labels = column()
+    air_and_tissue = np.where(labels > 0, 40.0, -1000.0).astype(np.float32)
+    geometry = grid(labels)
+    with pytest.raises(NoSpineFoundError, match="5 soft tissue in this CT"):
+        check_column(labels, geometry, np.ones(5), image=geometry.with_array(air_and_tissue, is_label=False))
+    bone = np.where(labels > 0, 400.0, -1000.0).astype(np.float32)
+    result = check_column(labels, geometry, np.ones(5), image=geometry.with_array(bone, is_label=False))
+    assert result.count("kept") == 5
+    mri_like = np.where(labels > 0, 40.0, 0.0).astype(np.float32)  # not HU: no bone test
+    assert check_column(labels, geometry, np.ones(5), image=geometry.with_array(mri_like, is_label=False))
+
+
+# ------------------------------------------------------------------------------------------ through the pipeline
+@pytest.fixture(scope="module")
+def lumbar_case():
+    from spineinstanceseg.phantom import generate_phantom
+
+    return generate_phantom(5, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
+
+
+def test_pipeline_with_two_vertebrae_in_one_does_not_count_from_the_sacrum(lumbar_case, monkeypatch):
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.stage2 import predict
+    from spineinstanceseg.stage2.predict import Stage2Result
+
+    truth = np.asarray(lumbar_case.instances.array).astype(np.int32)
+    truth[truth == 26] = 0
+    truth[truth == 22] = 21  # a stage 2 that sees L2 and L3 as one vertebra ...
+    codes = [c for c in np.unique(truth) if c]
+    lut = np.zeros(truth.max() + 1, np.int32)
+    lut[codes] = np.arange(1, len(codes) + 1)  # ... and numbers them 1..N from the top, as stage 2 does
+    split = lumbar_case.semantic.with_array(lut[truth].astype(np.int16))
+    centroids = measure_instances(split.array, split).centroid_lps
+    fake = Stage2Result(split, centroids, np.full(len(codes), 0.9), n_windows=0)
+    monkeypatch.setattr(predict, "split_instances", lambda *args, **kwargs: fake)
+
+    result = segment(lumbar_case.image, stage1=lumbar_case.semantic, stage2=object(), device="cpu")
+    assert not result.levels_known
+    assert result.naming_rule.startswith("levels not named: vertebra ")
+    assert "probably two vertebrae in one" in result.naming_rule
+    assert result.naming_rule.endswith(": counting up from the sacrum would misname them")
+    flagged = [v for v in result.vertebrae if v.confidence <= DEFAULT_PARAMETERS.oversized_confidence]
+    assert len(flagged) == 1 and flagged[0].volume_ml > 1.6 * np.median([v.volume_ml for v in result.vertebrae])
+    assert any(w.startswith("check the result: vertebra ") for w in result.warnings)
+
+    named = segment(lumbar_case.image, stage1=lumbar_case.semantic, stage2=object(), device="cpu", lowest="L5")
+    assert named.levels_known and named.vertebrae[-1].name == "L5"  # the user's level is honoured ...
+    assert any(w.startswith("levels named from the level you gave (L5) although") for w in named.warnings)
+
+
+def test_pipeline_drops_a_bone_beside_the_spine_that_stage_1_called_vertebra(lumbar_case):
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.semantic import VERTEBRA
+    from spineinstanceseg.stage2.model import load_bundled_model
+
+    semantic = np.asarray(lumbar_case.semantic.array).copy()
+    instances = np.asarray(lumbar_case.instances.array)
+    l3 = np.argwhere(instances == 22)
+    lo, hi = l3.min(axis=0), l3.max(axis=0)
+    x0 = min(hi[0] + 12, semantic.shape[0] - 10)  # about 6 cm to the side of L3: a piece of pelvis or rib
+    blob = (slice(x0, x0 + 8), slice(lo[1], lo[1] + 10), slice(lo[2], lo[2] + 10))
+    assert not semantic[blob].any()
+    semantic[blob] = VERTEBRA
+    mask = lumbar_case.semantic.with_array(semantic)
+    torch = pytest.importorskip("torch")
+    torch.set_num_threads(1)
+    result = segment(lumbar_case.image, stage1=mask, stage2=load_bundled_model(device="cpu"), device="cpu")
+    assert not np.asarray(result.instances.array)[blob].any()  # background, not a vertebra
+    assert any(w.startswith("dropped 1 non-spine component(s)") for w in result.warnings), result.warnings
+    assert [v.name for v in result.vertebrae][-5:] == ["L1", "L2", "L3", "L4", "L5"]
