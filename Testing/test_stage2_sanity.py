@@ -110,6 +110,22 @@ def test_components_off_the_column_are_dropped_as_not_spine():
     assert result.naming_allowed  # what is not spine does not disturb counting
 
 
+def test_a_detached_piece_off_the_column_that_fusion_gave_to_a_vertebra_is_dropped():
+    truth = column()
+    labels = truth.copy()
+    z3 = np.argwhere(truth == 3)[:, 2]
+    labels[40:50, 8:16, z3.min() : z3.min() + 6] = 3  # 3.8 mL of pelvis handed to vertebra 3 by fusion
+    labels[55:56, 10:12, z3.min()] = 3  # a far speck of 0.02 mL: too small to judge, kept
+    result = check_column(labels, grid(labels), np.ones(5))
+    expected = truth.copy()
+    expected[55:56, 10:12, z3.min()] = 3
+    np.testing.assert_array_equal(result.instances, expected)
+    assert result.count("kept") == 5 and len(result.dropped_pieces) == 1
+    assert "a detached piece of stage-2 instance 3" in result.dropped_pieces[0]
+    assert result.messages()[0].startswith("dropped 1 non-spine component(s)")
+    np.testing.assert_allclose(result.centroids_lps[2], measure_instances(expected, grid(expected)).centroid_lps[2])
+
+
 def test_an_instance_holding_two_vertebrae_is_flagged_and_levels_are_not_counted_from_the_sacrum():
     labels = column(6)
     z = np.argwhere((labels == 3) | (labels == 4))[:, 2]

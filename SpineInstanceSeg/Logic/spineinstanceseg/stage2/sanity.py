@@ -334,14 +334,17 @@ def measure_instances(labels: NDArray, geometry: Volume, *, image: Volume | None
 
 
 # ----------------------------------------------------------------------------------------------- rule 1: column
-def column_chain(measures: InstanceMeasures, candidates: NDArray[np.bool_], p: SanityParameters) -> NDArray[np.intp]:
-    """Indices (0-based) of the longest column among the ``candidates``, top to bottom.
+def column_chain(
+    measures: InstanceMeasures, candidates: NDArray[np.bool_], *, parameters: SanityParameters = DEFAULT_PARAMETERS
+) -> NDArray[np.intp]:
+    """Indices (0-based) of the longest column among the ``candidates`` ((N,) bool), top to bottom.
 
     Two candidates follow each other in a column when the lower one lies ``column_steps`` vertebra sizes below
     the upper one, with a sideways step of at most ``column_slope`` times the height step plus ``column_slack``
     sizes, and (both uncut) their volumes differ by at most ``column_volume_ratio``. The longest column wins
     (ties: the larger total volume): dynamic programming over the candidates sorted by height, O(n^2).
     """
+    p = parameters
     idx = np.flatnonzero(candidates)
     if len(idx) == 0:
         return idx
@@ -397,7 +400,7 @@ def off_column_distance(
 
 
 # ----------------------------------------------------------------------------------------------- rule 2: size
-def face_contacts(labels: NDArray, label: int, box: tuple[slice, ...], lut: NDArray | None = None) -> dict[int, int]:
+def face_contacts(labels: NDArray, label: int, box: tuple[slice, ...], *, lut: NDArray | None = None) -> dict[int, int]:
     """Number of voxel faces that ``label`` shares with every other non-zero label of ``labels``.
 
     Args:
@@ -506,7 +509,7 @@ def _column(m: InstanceMeasures, p: SanityParameters, source: str | None) -> NDA
             f"none of the {n} pieces that stage 1 and 2 called vertebra can be one ({_why_implausible(m, p)})",
             source,
         )
-    chain = column_chain(m, plausible, p)
+    chain = column_chain(m, plausible, parameters=p)
     blobs = int(np.count_nonzero(m.volume_ml >= p.min_vertebra_ml))
     if len(chain) == 1 and blobs > 1:
         raise _no_spine(
@@ -557,7 +560,7 @@ def _merge_fragments(work: _Work, p: SanityParameters) -> None:
         if found is None:
             return
         i, ratio = found
-        contacts = face_contacts(work.labels, i + 1, work.boxes[i], work.lut)
+        contacts = face_contacts(work.labels, i + 1, work.boxes[i], lut=work.lut)
         contacts = {label: c for label, c in contacts.items() if label - 1 in order}
         what = f"{work.volume[i]:.1f} mL, {ratio:.0%} of its neighbours' volume, not cut by the field of view"
         if not contacts:
