@@ -179,7 +179,7 @@ def test_torch_comes_from_the_pytorch_extension():
             return types.SimpleNamespace(__version__="2.4.0")
 
     deps._install_torch(types.SimpleNamespace(PyTorchUtilsLogic=Logic))
-    assert calls == [(False, ">=2.4")]
+    assert calls == [(False, deps.TORCH_REQUIREMENT[len("torch") :])] == [(False, ">=2.1.2")]
 
 
 def test_importing_the_module_touches_neither_slicer_nor_pip():

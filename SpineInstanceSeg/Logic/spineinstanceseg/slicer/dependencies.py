@@ -58,12 +58,12 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MINIMUM_SLICER_VERSION = (5, 10)
-TORCH_REQUIREMENT = "torch>=2.4"
+TORCH_REQUIREMENT = "torch>=2.1.2"
 # The library's runtime requirements (pyproject [project.dependencies]) minus torch, plus the [slicer] extra.
 REQUIREMENTS: tuple[str, ...] = (
-    "nnunetv2>=2.5",
+    "nnunetv2>=2.8.1,<2.9",
     "SimpleITK>=2.3",
-    "numpy>=1.24",
+    "numpy>=1.26",
     "scipy>=1.10",
     "scikit-image>=0.22",
     "matplotlib>=3.7",
