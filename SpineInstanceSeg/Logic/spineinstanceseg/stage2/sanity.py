@@ -9,10 +9,11 @@ instances as a column of bones and applies four rules, in this order (every numb
 1. **Off-column components are dropped.** The spinal column is the longest chain of *plausible vertebrae*
    (:meth:`InstanceMeasures.plausible`: the volume of a vertebra, one compact piece, bone in a CT), ordered by
    height (LPS z), where each one lies a vertebra's step below the previous one with a small sideways step. Its
-   centre line runs through their centroids. An instance whose centroid lies further from that line than
-   ``off_column`` local vertebra sizes is not spine (a rib, the pelvis, a femur, a stage-1 false positive in the
-   abdomen): its voxels become background. So does a detached piece (of at least ``min_piece_ml``) of a kept
-   instance that lies that far out: fusion hands disconnected stage-1 blobs to the nearest vertebra.
+   centre line runs through their centroids and goes on beyond its ends through the instances that continue it.
+   An instance whose centroid lies further from that line than ``off_column`` local vertebra sizes is not spine
+   (a rib, the pelvis, a femur, a stage-1 false positive in the abdomen): its voxels become background. So does
+   a detached piece (of at least ``min_piece_ml``) of a kept instance that lies that far out: fusion hands
+   disconnected stage-1 blobs to the nearest vertebra.
 2. **Size outliers.** An instance much smaller than its neighbours (below ``small_ratio`` times the median volume
    of up to ``neighbours`` instances on each side) that is not cut by the field of view (it touches no face of
    the volume) is part of a vertebra: it is merged into the instance it shares the most voxel faces with, or
@@ -57,6 +58,7 @@ __all__ = [
     "measure_instances",
     "column_chain",
     "off_column_distance",
+    "extend_column",
     "face_contacts",
 ]
 
@@ -334,36 +336,42 @@ def measure_instances(labels: NDArray, geometry: Volume, *, image: Volume | None
 
 
 # ----------------------------------------------------------------------------------------------- rule 1: column
+def _follows(m: InstanceMeasures, upper: int, lower: int, p: SanityParameters, *, volumes: bool = True) -> bool:
+    """Instance ``lower`` can follow instance ``upper`` in a column (:func:`column_chain`)."""
+    scale = 0.5 * float(m.size_mm[upper] + m.size_mm[lower])
+    dz = float(m.centroid_lps[upper, 2] - m.centroid_lps[lower, 2])
+    if not p.column_steps[0] * scale <= dz <= p.column_steps[1] * scale:
+        return False
+    sideways = float(np.linalg.norm(m.centroid_lps[upper, :2] - m.centroid_lps[lower, :2]))
+    if sideways > p.column_slope * min(dz, scale) + p.column_slack * scale:
+        return False
+    small, large = sorted((float(m.volume_ml[upper]), float(m.volume_ml[lower])))
+    return not volumes or bool(m.cut[upper] or m.cut[lower]) or large <= p.column_volume_ratio * small
+
+
 def column_chain(
     measures: InstanceMeasures, candidates: NDArray[np.bool_], *, parameters: SanityParameters = DEFAULT_PARAMETERS
 ) -> NDArray[np.intp]:
     """Indices (0-based) of the longest column among the ``candidates`` ((N,) bool), top to bottom.
 
     Two candidates follow each other in a column when the lower one lies ``column_steps`` vertebra sizes below
-    the upper one, with a sideways step of at most ``column_slope`` times the height step plus ``column_slack``
-    sizes, and (both uncut) their volumes differ by at most ``column_volume_ratio``. The longest column wins
-    (ties: the larger total volume): dynamic programming over the candidates sorted by height, O(n^2).
+    the upper one, with a sideways step of at most ``column_slope`` times the height step (counted up to one
+    size: a jump over a missed vertebra buys no more sideways room, or the column could detour to blobs beside
+    it) plus ``column_slack`` sizes, and (both uncut) their volumes differ by at most ``column_volume_ratio``.
+    The longest column wins (ties: the larger total volume): dynamic programming over the candidates sorted by
+    height, O(n^2).
     """
-    p = parameters
     idx = np.flatnonzero(candidates)
     if len(idx) == 0:
         return idx
     order = idx[np.argsort(-measures.centroid_lps[idx, 2], kind="stable")]
-    centre, size = measures.centroid_lps[order], measures.size_mm[order]
-    volume, cut = measures.volume_ml[order], measures.cut[order]
-    best = [(1, float(v)) for v in volume]
+    best = [(1, float(measures.volume_ml[i])) for i in order]
     previous = [-1] * len(order)
     for i in range(len(order)):
         for j in range(i):
-            scale = 0.5 * (size[i] + size[j])
-            dz = centre[j, 2] - centre[i, 2]
-            if not p.column_steps[0] * scale <= dz <= p.column_steps[1] * scale:
+            if not _follows(measures, int(order[j]), int(order[i]), parameters):
                 continue
-            if np.linalg.norm(centre[j, :2] - centre[i, :2]) > p.column_slope * dz + p.column_slack * scale:
-                continue
-            if not (cut[i] or cut[j]) and max(volume[i], volume[j]) > p.column_volume_ratio * min(volume[i], volume[j]):
-                continue
-            candidate = (best[j][0] + 1, best[j][1] + float(volume[i]))
+            candidate = (best[j][0] + 1, best[j][1] + float(measures.volume_ml[order[i]]))
             if candidate > best[i]:
                 best[i], previous[i] = candidate, j
     k = max(range(len(order)), key=lambda i: best[i])
@@ -372,6 +380,32 @@ def column_chain(
         chain.append(int(order[k]))
         k = previous[k]
     return np.asarray(chain[::-1], dtype=np.intp)
+
+
+def extend_column(
+    measures: InstanceMeasures, chain: NDArray[np.intp], *, parameters: SanityParameters = DEFAULT_PARAMETERS
+) -> NDArray[np.intp]:
+    """The chain grown beyond its ends by the instances that follow on from them as vertebrae follow each other
+    in a column (:func:`column_chain`, volumes aside), the nearest first, plausible or not.
+
+    So the centre line follows the column through vertebrae too large or too broken to be plausible (lumbar
+    MRI: 150-170 mL instances of body, posterior elements and soft tissue) instead of stopping short and calling
+    everything beyond not spine; a blob beside the column does not follow on and leaves the line alone.
+    """
+    line = [int(i) for i in chain]
+    z = measures.centroid_lps[:, 2]
+    rest = set(range(len(z))) - set(line)
+    while True:
+        up = [i for i in rest if _follows(measures, i, line[0], parameters, volumes=False)]
+        down = [i for i in rest if _follows(measures, line[-1], i, parameters, volumes=False)]
+        if not up and not down:
+            return np.asarray(line, dtype=np.intp)
+        if up:
+            line.insert(0, min(up, key=lambda i: z[i]))
+            rest.discard(line[0])
+        if down:
+            line.append(max(down, key=lambda i: z[i]))
+            rest.discard(line[-1])
 
 
 def off_column_distance(
@@ -523,6 +557,7 @@ def _column(m: InstanceMeasures, p: SanityParameters, source: str | None) -> NDA
 def _drop_off_column(work: _Work, m: InstanceMeasures, chain: NDArray[np.intp], p: SanityParameters) -> None:
     """Rule 1: drop the instances, and the detached pieces of the others, far from the column's centre line."""
     where = "vertebra sizes from the spinal column's centre line"
+    chain = extend_column(m, chain, parameters=p)
     distance = off_column_distance(m, chain)
     for i in np.flatnonzero(distance > p.off_column):
         work.drop(int(i), f"{m.volume_ml[i]:.1f} mL, {distance[i]:.1f} {where}")
@@ -547,18 +582,28 @@ def _references(work: _Work, order: list[int]) -> NDArray[np.bool_]:
     return usable
 
 
+def _smallest_fragment(work: _Work, order: list[int], skip: set[int], p: SanityParameters) -> tuple[int, float] | None:
+    """(index, volume ratio) of the smallest uncut instance below ``small_ratio`` of its neighbours, or None."""
+    volume, usable = work.volume[order], _references(work, order)
+    found = None
+    for k, i in enumerate(order):
+        ratio = volume[k] / reference_values(volume, usable, k, p.neighbours)
+        if i in skip or work.cut[i] or not ratio < p.small_ratio:
+            continue
+        if found is None or volume[k] < work.volume[found[0]]:
+            found = (i, float(ratio))
+    return found
+
+
 def _merge_fragments(work: _Work, p: SanityParameters) -> None:
-    """Rule 2a: merge the smallest uncut fragment into the instance it touches most, until none is left."""
-    while True:
-        order = work.alive()
-        volume, usable = work.volume[order], _references(work, order)
-        found = None
-        for k, i in enumerate(order):
-            ratio = volume[k] / reference_values(volume, usable, k, p.neighbours)
-            if not work.cut[i] and ratio < p.small_ratio and (found is None or volume[k] < work.volume[found[0]]):
-                found = (i, float(ratio))
-        if found is None:
-            return
+    """Rule 2a: merge the smallest uncut fragment into the instance it touches most, until none is left.
+
+    A fragment stays as it is when the merge would make an instance larger than ``large_ratio`` times its
+    neighbours: then the fragment's own neighbours are what is too large (on real MRI, stage 1 swells some
+    vertebrae with soft tissue, and a whole vertebra between them looks like a fragment).
+    """
+    skip: set[int] = set()
+    while (found := _smallest_fragment(work, order := work.alive(), skip, p)) is not None:
         i, ratio = found
         contacts = face_contacts(work.labels, i + 1, work.boxes[i], lut=work.lut)
         contacts = {label: c for label, c in contacts.items() if label - 1 in order}
@@ -566,7 +611,13 @@ def _merge_fragments(work: _Work, p: SanityParameters) -> None:
         if not contacts:
             work.drop(i, f"a detached fragment ({what}) touching no vertebra")
             continue
-        work.merge(i, max(contacts, key=lambda label: contacts[label]) - 1, f"a fragment ({what})")
+        j = max(contacts, key=lambda label: contacts[label]) - 1
+        rest = [x for x in order if x != i]
+        reference = reference_values(work.volume[rest], _references(work, rest), rest.index(j), p.neighbours)
+        if work.volume[i] + work.volume[j] > p.large_ratio * reference:
+            skip.add(i)
+            continue
+        work.merge(i, j, f"a fragment ({what})")
 
 
 # ----------------------------------------------------------------------------------------------- rules 2b and 3
