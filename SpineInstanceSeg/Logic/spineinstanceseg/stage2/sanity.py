@@ -76,12 +76,13 @@ class SanityParameters:
     950000-950015) and of the four real VerSe masks (C1-L5) and four real CT masks in ``../shared/data``; the same
     with two neighbouring vertebrae merged into one (384 pairs), one vertebra removed (342) or its top fifth split
     off (436); the stage-2 output of the bundled models from the held-out phantoms' masks, on the four real CTs,
-    on 7 Gaussian-noise images (64-96 voxels a side, 1.5-2 mm, sd 1 to 1000) and on lumbar and thoracolumbar CT
-    phantoms with the spine replaced by soft tissue.
+    the 19 real MRI of ``real-mri-bodies`` (mirroring off), 7 Gaussian-noise images (64-96 voxels a side, 1.5-2
+    mm, sd 1 to 1000) and lumbar and thoracolumbar CT phantoms with the spine replaced by soft tissue.
 
     Attributes:
         min_vertebra_ml: Smallest plausible vertebra, mL (C1 holds 3-15 mL in the masks; noise specks less).
-        max_vertebra_ml: Largest plausible vertebra, mL (lumbar 40-90 mL; the largest real one seen, 83 mL).
+        max_vertebra_ml: Largest plausible vertebra, mL (lumbar 40-90 mL; the largest real-CT stage-2 one, 83 mL;
+            on real MRI stage 1 swells some to 150-270 mL with soft tissue).
         min_largest_part: Share of an uncut instance's voxels in its largest 26-connected piece. Every uncut
             true or real-CT stage-2 vertebra holds >= 0.93; stage-1 speckles in noise 0.18-0.96, most < 0.8.
         max_spread: Root-mean-square distance of the voxels from the centroid over the radius of a ball of the
@@ -107,8 +108,9 @@ class SanityParameters:
         neighbours: Instances on each side that give an instance's reference volume and a step's reference
             length (an end instance cut by the field of view is no reference).
         small_ratio: Below this share of its neighbours' median volume an uncut instance is a fragment (true
-            uncut vertebrae: 0.74-1.46 of their neighbours; a split-off top fifth goes back to its vertebra in 426
-            of 436 cases, else to the one above, which its processes touch more).
+            uncut vertebrae: 0.74-1.46 of their neighbours; a split-off top fifth goes back to its vertebra in 424
+            of 436 cases, else to the one above, which its processes touch more, or stays where the merge would
+            make an instance larger than ``large_ratio`` times its neighbours).
         large_ratio: From this multiple of its neighbours' median volume on, an instance may hold two vertebrae.
         two_in_one_score: ... and it does when that volume ratio times its span (the mean centroid step to its
             neighbours over the median step beyond them; 1 when unknown) reaches this. Two vertebrae in one:
