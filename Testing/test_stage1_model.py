@@ -146,6 +146,17 @@ def test_lut_maps_model_values(tmp_path):
     assert np.array_equal(lut[np.array([[0, 2], [1, 1]])], [[0, 4], [1, 1]])
 
 
+def test_a_model_trained_with_an_ignore_label_loads_with_or_without_a_card(tmp_path):
+    """nnU-Net's "ignore" label (unlabelled training voxels) is never predicted: it maps to nothing."""
+    from spineinstanceseg.stage1.model import _label_lut
+
+    labels = {"background": 0, "vertebra": 1, "disc": 2, "canal": 3, "sacrum": 4, "ignore": 5}
+    folder = _model_folder(tmp_path, labels)
+    assert _label_lut(None, labels, folder).tolist()[:5] == [0, 1, 2, 3, 4]
+    card = ModelCard(name="m", classes={"vertebra": [1], "disc": [2], "canal": [3], "sacrum": [4]})
+    assert _label_lut(card, labels, folder).tolist()[:5] == [0, 1, 2, 3, 4]
+
+
 def test_small_plans_can_set_an_isotropic_working_spacing():
     plans = {"plans_name": "nnUNetPlans", "configurations": {"3d_fullres": {
         "data_identifier": "x", "patch_size": [64] * 3, "batch_size": 2, "spacing": [0.8, 0.8, 3.0],

@@ -116,7 +116,8 @@ def _label_lut(card: ModelCard | None, labels: dict, source: Path) -> np.ndarray
         return None
     if card is not None and card.classes:
         classes, ignored = card.classes, set(card.ignore_labels)
-        declared = {int(v) for v in labels.values() if not isinstance(v, (list, tuple))}
+        # nnU-Net's "ignore" label marks unlabelled training voxels; a model never predicts it.
+        declared = {int(v) for n, v in labels.items() if not isinstance(v, (list, tuple)) and n.lower() != "ignore"}
         unknown = sorted({v for vals in classes.values() for v in vals} - declared)
         if unknown:
             raise ModelError(
