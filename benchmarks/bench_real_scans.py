@@ -210,7 +210,17 @@ def run_ct(models: Models, only: list[str] | None, save: Path | None = None) -> 
     return rows
 
 
-def run_mri(models: Models, only: list[str] | None, save: Path | None = None) -> list[dict]:
+def _body_mask(bodies):
+    """The true bodies plus the discs derived between them, as a stage-1 mask (what stage 1 should give on MRI)."""
+    from spineinstanceseg.conventions.derived import derive_body_training_labels
+
+    return derive_body_training_labels(bodies).semantic
+
+
+def run_mri(
+    models: Models, only: list[str] | None, save: Path | None = None, *, from_true_bodies: bool = False
+) -> list[dict]:
+    """Body detection on the real MRI set; ``from_true_bodies``: stage 2 from the true bodies + derived discs."""
     from spineinstanceseg.io import read_label_map, read_volume
     from spineinstanceseg.metrics.error_causes import detect_bodies
     from spineinstanceseg.pipeline import segment
@@ -221,7 +231,7 @@ def run_mri(models: Models, only: list[str] | None, save: Path | None = None) ->
         if only and case not in only:
             continue
         image, bodies = read_volume(image_path), read_label_map(REAL_MRI / f"{case}_bodies.nii.gz")
-        stage1, folder1 = models.stage1(case)
+        stage1, folder1 = (_body_mask(bodies), None) if from_true_bodies else models.stage1(case)
         stage2, folder2 = models.stage2(case)
         t = time.perf_counter()
         try:
@@ -242,7 +252,7 @@ def run_mri(models: Models, only: list[str] | None, save: Path | None = None) ->
             "f1": found.f1,
             "errors": [f"FP {c.cause}" for c in found.fp_causes] + ["FN"] * found.fn,
             "seconds": seconds,
-            "seen": _seen_in_training(case, folder1, folder2),
+            "seen": _seen_in_training(case, *(f for f in (folder1, folder2) if f is not None)),
         }
         rows.append(row)
         print(f"  {case}: bodies {row['tp']}/{row['bodies']} FP {row['fp']} F1 {row['f1']:.3f} {seconds:.0f} s",
@@ -308,7 +318,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--stage1-loo", type=Path, help="folder of per-case models: DIR/<case>/ left <case> out")
     parser.add_argument("--stage2-model", type=Path, help="stage-2 model folder (default: bundled)")
     parser.add_argument("--stage2-loo", type=Path, help="folder of per-case stage-2 models, as --stage1-loo")
-    parser.add_argument("--part", default="ct,mri", help="comma-separated: ct, mri (default both)")
+    parser.add_argument(
+        "--part",
+        default="ct,mri",
+        help="comma-separated: ct, mri, mri-bodies (stage 2 alone, from the true MRI bodies and derived discs); "
+        "default ct,mri",
+    )
     parser.add_argument("--ct-cases", help="comma-separated CT case names (default all)")
     parser.add_argument("--mri-cases", help="comma-separated MRI case names (default all)")
     parser.add_argument("--mirroring", choices=sorted(_MIRRORING), default="auto", help="stage-1 test-time mirroring")
@@ -320,6 +335,8 @@ def main(argv: list[str] | None = None) -> int:
 
     torch.set_num_threads(max(1, args.threads))
     parts = set(args.part.split(","))
+    if {"mri", "mri-bodies"} <= parts:
+        parser.error("--part mri and mri-bodies write the same table: run them one at a time")
     models = Models(args)
     ct, mri = [], []
     if "ct" in parts:
@@ -332,6 +349,12 @@ def main(argv: list[str] | None = None) -> int:
         if REAL_MRI.is_dir():
             print("MRI vertebral-body detection:", flush=True)
             mri = run_mri(models, args.mri_cases.split(",") if args.mri_cases else None, args.save)
+        else:
+            print(f"MRI part skipped: {REAL_MRI} is absent")
+    if "mri-bodies" in parts:
+        if REAL_MRI.is_dir():
+            print("MRI body detection, stage 2 from the true bodies:", flush=True)
+            mri = run_mri(models, args.mri_cases.split(",") if args.mri_cases else None, from_true_bodies=True)
         else:
             print(f"MRI part skipped: {REAL_MRI} is absent")
     args.out.mkdir(parents=True, exist_ok=True)
