@@ -22,6 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the pipeline (and torch) loads when this command runs, not when the parser is built
     from ..examples import EXAMPLE_NAME, example_case
     from ..io import read_label_map
     from ..metrics import evaluate_instances

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..atomic import atomic_path
-from ..pipeline.result import SegmentationResult
+from ..results import SegmentationResult
 from .segments import SegmentSpec, SegmentTable, segment_table
 
 __all__ = ["write_seg_nrrd", "seg_nrrd_header"]

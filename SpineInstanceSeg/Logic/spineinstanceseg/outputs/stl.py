@@ -21,7 +21,7 @@ from scipy import ndimage
 
 from ..atomic import atomic_path
 from ..errors import InputError
-from ..pipeline.result import SegmentationResult
+from ..results import SegmentationResult
 from ..volume import Volume
 from .segments import safe_segment_id
 

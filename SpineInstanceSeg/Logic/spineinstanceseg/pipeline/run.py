@@ -20,11 +20,11 @@ from scipy import ndimage
 from ..errors import NoSpineFoundError
 from ..levels import SACRUM_CODE
 from ..progress import CancelToken, Progress
+from ..results import SegmentationResult, VertebraRecord
 from ..semantic import SACRUM, VERTEBRA
+from ..stage1.sources import MaskSource, Stage1Source
 from ..volume import Volume
 from .naming import LevelNaming, name_vertebrae
-from .result import SegmentationResult, VertebraRecord
-from .sources import MaskSource, Stage1Source
 from .validate import check_image
 
 if TYPE_CHECKING:
@@ -114,6 +114,8 @@ def segment(
             stage 2 made of it is a plausible vertebra of a spinal column (e.g. an image without a spine).
         ModelError: missing or tampered model files. CancelledError: cancelled by the user.
     """
+    # lazy: stage 2 (scikit-image, torch) loads when a segmentation runs, so that `spineinstanceseg.pipeline` and
+    # its run options import with the packages Slicer bundles, before the module has installed the others
     from ..stage2.predict import split_instances
     from ..stage2.sanity import check_column
 
@@ -139,6 +141,7 @@ def segment(
         )
 
     if stage2 is None:
+        # lazy: see split_instances above
         from ..stage2.model import load_bundled_model
 
         t = time.perf_counter()

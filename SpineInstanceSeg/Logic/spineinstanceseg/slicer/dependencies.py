@@ -240,6 +240,7 @@ def _write_constraints(folder: Path) -> Path:
 
 
 def _install_torch(pytorch_utils) -> None:
+    # lazy: keeps this module importable by an old Slicer's Python 3.9 without the rest of the library
     from ..errors import SpineSegError
 
     if pytorch_utils is None:
@@ -302,6 +303,7 @@ def _pip_install(slicer_module, requirements: Sequence[str], *, requester: str, 
 
 
 def _bundled_error(status: DependencyStatus):
+    # lazy: keeps this module importable by an old Slicer's Python 3.9 without the rest of the library
     from ..errors import SpineSegError
 
     version = ".".join(str(v) for v in MINIMUM_SLICER_VERSION)
@@ -339,6 +341,7 @@ def ensure_dependencies(
     Raises:
         SpineSegError: a bundled package does not fit (never replaced), or installing did not provide a package.
     """
+    # lazy: keeps this module importable by an old Slicer's Python 3.9 without the rest of the library
     from ..errors import SpineSegError
 
     status = check_dependencies(requirements, torch_requirement=torch_requirement)

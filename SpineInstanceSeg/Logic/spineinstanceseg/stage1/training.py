@@ -199,6 +199,7 @@ def train_stage1(
         pretrained_weights: An nnU-Net checkpoint of the same architecture to start from (fine-tuning); not with
             ``resume``.
     """
+    # lazy: torch and nnU-Net load when a training runs; the recipe (plans, schedules) imports without them
     from . import nnunet_adapter as adapter
 
     resolved = resolve_device(device)
