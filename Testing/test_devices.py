@@ -65,7 +65,7 @@ def test_device_names_are_checked_without_importing_torch():
 def test_auto_and_cuda_resolve_to_one_numbered_gpu(fake_gpus):
     auto, cuda, second = resolve_device("auto"), resolve_device("cuda"), resolve_device("cuda:1")
     assert auto.name == cuda.name == "cuda:0" and second.name == "cuda:1"
-    assert auto.describe() == "cuda:0 (Fake GPU 0; chosen by auto)" and auto.is_accelerator
+    assert auto.describe() == "cuda:0 (Fake GPU 0; chosen by auto)"
     assert resolve_device(auto) is auto and resolve_device(torch.device("cuda:1")).name == "cuda:1"
     with pytest.raises(InputError) as err:
         resolve_device("cuda:2")

@@ -15,7 +15,6 @@ __all__ = [
     "level_name",
     "level_code",
     "cranio_caudal_order",
-    "region_of",
     "level_sequence",
 ]
 
@@ -69,12 +68,6 @@ def cranio_caudal_order(code: int) -> int:
         return _RANK[int(code)]
     except KeyError:
         raise InputError(f"{code} is not a VerSe vertebra code", fix="see spineinstanceseg.levels") from None
-
-
-def region_of(code: int) -> str:
-    """ "cervical", "thoracic", "lumbar" or "sacral" for a VerSe code."""
-    name = level_name(code)
-    return {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}[name[0]]
 
 
 def level_sequence(*, with_t13: bool = False, with_l6: bool = False) -> list[int]:

@@ -23,7 +23,7 @@ from scipy import ndimage
 
 from ..convention_names import CONVENTIONS
 from ..errors import ConventionError, InputError
-from ..levels import L6_CODE, T13_CODE, level_code, level_name, level_sequence
+from ..levels import L6_CODE, T13_CODE, level_code, level_sequence
 from ..semantic import CANAL, DISC, SACRUM, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
 from . import tables as T
@@ -54,13 +54,6 @@ class ConvertedLabels:
     source_labels: dict[int, tuple[int, ...]] = field(default_factory=dict)
     partial: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
-
-    def level_names(self) -> dict[int, str]:
-        """Instance value -> display name ("L5" when levels are known, else "Vertebra k")."""
-        values = sorted(self.source_labels)
-        if self.levels_known:
-            return {v: level_name(v) for v in values}
-        return {v: f"Vertebra {v}" for v in values}
 
 
 @dataclass

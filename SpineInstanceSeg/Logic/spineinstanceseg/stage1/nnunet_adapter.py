@@ -40,7 +40,6 @@ __all__ = [
     "PatchCallback",
     "check_weights_only",
     "load_predictor",
-    "predictor_to_cpu",
     "predict_array",
     "plan_and_preprocess",
     "train_fold",
@@ -152,15 +151,6 @@ def load_predictor(
         )
         predictor.initialize_from_trained_model_folder(str(folder), tuple(folds), checkpoint_name=checkpoint)
     return predictor
-
-
-def predictor_to_cpu(predictor: nnUNetPredictor) -> None:
-    """Move a predictor to the CPU (after a CUDA out-of-memory error)."""
-    predictor.device = torch.device("cpu")
-    predictor.perform_everything_on_device = False
-    predictor.network = predictor.network.to("cpu")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def predict_array(

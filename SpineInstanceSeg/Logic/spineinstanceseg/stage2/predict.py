@@ -64,7 +64,6 @@ class Stage2Result:
         confidence: (N,) DiceFusion agreement per vertebra in [0, 1] (see :mod:`.fusion`); 0 for the remains
             of a vertebra cut by the field of view that :mod:`.edge_fragments` split off (no window confirms them).
         n_windows: Number of windows that went through the network.
-        seed_centroids_lps: (M, 3) the centroids the windows were centred on (LPS mm), top to bottom.
         timings: Seconds per step ("working_grid", "centroids", "network", "fusion", "to_input_grid", "total").
     """
 
@@ -72,7 +71,6 @@ class Stage2Result:
     centroids_lps: NDArray[np.float64]
     confidence: NDArray[np.float64]
     n_windows: int
-    seed_centroids_lps: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -237,7 +235,6 @@ def split_instances(
     image_w = None
     if IMAGE_CHANNEL in channels and image is not None:
         image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
-    seeds = centroids
     runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
     labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
     timings["fusion"] = 0.0
@@ -282,6 +279,5 @@ def split_instances(
         centroids_lps=centroids,
         confidence=confidence,
         n_windows=n_windows,
-        seed_centroids_lps=grid.volume.index_to_world(seeds) if n else np.zeros((0, 3)),
         timings=timings,
     )

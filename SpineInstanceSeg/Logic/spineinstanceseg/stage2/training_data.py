@@ -48,7 +48,6 @@ __all__ = [
     "Augmentation",
     "prepare_case",
     "load_label_cases",
-    "semantic_from_instances",
     "make_sample",
     "make_batch",
 ]
@@ -99,15 +98,6 @@ class Augmentation:
     @classmethod
     def none(cls) -> Augmentation:
         return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-def semantic_from_instances(instances: NDArray) -> NDArray[np.uint8]:
-    """Semantic mask of an instance map in VerSe codes: vertebra for every label, sacrum for code 26."""
-    inst = np.asarray(instances)
-    sem = np.zeros(inst.shape, dtype=np.uint8)
-    sem[inst > 0] = VERTEBRA
-    sem[inst == SACRUM_CODE] = SACRUM
-    return sem
 
 
 def prepare_case(
