@@ -7,7 +7,7 @@ DEMO_OUT ?= demo-output
 
 .PHONY: install demo test lint format clean
 
-$(STAMP): pyproject.toml constraints.txt
+$(STAMP): pyproject.toml constraints.txt $(wildcard SpineInstanceSeg/Logic/spineinstanceseg/requirements/*.txt)
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e ".[test,batch,slicer]"

@@ -68,18 +68,12 @@ def _runningSlicerVersion():
     return (int(slicer.app.majorVersion), int(slicer.app.minorVersion))
 
 
-# Label conventions a labelmap used as the stage-1 mask may use (names of spineinstanceseg.conventions.CONVENTIONS);
-# a segmentation node is read by segment names and terminology instead.
-MASK_CONVENTIONS = [
-    "semantic",
-    "verse",
-    "spider",
-    "totalseg_total",
-    "totalseg_vertebrae_mr",
-    "totalseg_total_mr",
-    "totalspineseg",
-    "spineps",
-]
+# Label conventions a labelmap used as the stage-1 mask may use: the library's list (a module without imports of its
+# own). An old Slicer whose Python cannot import the library only shows which Slicer is needed (see setup()).
+try:
+    from spineinstanceseg.convention_names import MASK_CONVENTIONS
+except Exception:  # noqa: BLE001 - Python 3.9: the panel says which Slicer is needed and offers nothing else
+    MASK_CONVENTIONS = ("semantic",)
 
 
 #
@@ -155,7 +149,7 @@ class SpineInstanceSegParameterNode:
     stage1Model: pathlib.Path = pathlib.Path()
     stage2Model: pathlib.Path = pathlib.Path()
     stage1Mask: Union[vtkMRMLLabelMapVolumeNode, vtkMRMLSegmentationNode]  # noqa: UP007 (Slicer's Python may be 3.9)
-    maskConvention: Annotated[str, Choice(MASK_CONVENTIONS)] = "semantic"
+    maskConvention: Annotated[str, Choice(list(MASK_CONVENTIONS))] = "semantic"
     device: Device = Device.AUTO
     levelAnchor: str = ""
     lowestLevel: str = ""
@@ -522,7 +516,7 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
 
     def runTest(self):
         self._runOrSkip(self.test_parameter_node_to_options)
-        self._runOrSkip(self.test_segment_phantom_with_bundled_models)
+        self._runOrSkip(self.test_segment_example_with_bundled_models)
 
     def _runOrSkip(self, test):
         """Run one test after setUp; a skip (e.g. packages not installed on a clean Slicer) is shown, not turned into a
@@ -551,8 +545,9 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
         self.assertIsNone(options.stage1_model)
         self.assertIsNotNone(logic.inputProblem(p))  # no input volume and no mask yet
 
-    def test_segment_phantom_with_bundled_models(self):
-        """A synthetic lumbar CT through the real pipeline (bundled models, child process) into the scene.
+    def test_segment_example_with_bundled_models(self):
+        """The built-in example (a synthetic lumbar CT) through the real pipeline (bundled models, child process)
+        into the scene.
 
         Skips (with the reason) when the packages are missing: Slicer installs nothing in testing mode, and
         SPINEINSTANCESEG_INSTALL_IN_TESTING=1 lets this test install them.
@@ -562,20 +557,23 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
             self.skipTest(reason)
         import numpy as np
 
-        from spineinstanceseg.phantom import generate_phantom
+        from spineinstanceseg.examples import EXAMPLE_NAME, example_case
+        from spineinstanceseg.io import read_label_map, read_volume
         from spineinstanceseg.slicer.mrml_adapter import vertebra_segment_ids
         from spineinstanceseg.slicer.volume_nodes import RAS_FROM_LPS, volume_to_node
 
-        self.delayDisplay("Generating a lumbar CT phantom")
-        phantom = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
-        volumeNode = volume_to_node(phantom.image, slicer.mrmlScene, name="phantom")
+        self.delayDisplay("Loading the built-in example (a lumbar CT phantom)")
+        case = example_case()
+        volumeNode = volume_to_node(read_volume(case.image), slicer.mrmlScene, name=EXAMPLE_NAME)
+        reference = read_label_map(case.instances)
         logic = SpineInstanceSegLogic()
 
         self.delayDisplay("Segmenting (bundled models, CPU)")
         outDir = tempfile.mkdtemp(prefix="SpineInstanceSegTest-")
         nodes = logic.segmentVolume(volumeNode, outDir=outDir, timeout=1800, device="cpu")
 
-        truth = {code: c for code, c in phantom.centroids.items() if code != 26}  # vertebrae, not the sacrum
+        codes = [int(c) for c in np.unique(reference.array) if 0 < c != 26]  # vertebrae, not the sacrum
+        truth = {c: reference.index_to_world(np.argwhere(reference.array == c).mean(axis=0)) for c in codes}
         lumbar = [code for code in truth if 20 <= code <= 24]  # L1-L5: fully in view in a lumbar phantom
         vertebrae = vertebra_segment_ids(nodes.segmentation)
         self.assertGreaterEqual(len(vertebrae), len(lumbar) - 1, "at most one lumbar vertebra may be missed")
@@ -597,5 +595,5 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
         self.assertGreaterEqual(len(stl), len(vertebrae))
         seg = logic.exportSegNrrd(nodes.segmentation, os.path.join(outDir, "export.seg.nrrd"))
         self.assertTrue(os.path.getsize(seg) > 0)
-        self.assertTrue(os.path.isfile(os.path.join(outDir, "phantom", "phantom_report.json")))
+        self.assertTrue(os.path.isfile(os.path.join(outDir, EXAMPLE_NAME, f"{EXAMPLE_NAME}_report.json")))
         self.delayDisplay("Test passed")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from spineinstanceseg.pipeline.result import SegmentationResult, VertebraRecord
+from spineinstanceseg.results import SegmentationResult, VertebraRecord
 from spineinstanceseg.semantic import CANAL, DISC, SACRUM, VERTEBRA
 from spineinstanceseg.volume import Volume
 

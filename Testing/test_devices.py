@@ -16,7 +16,6 @@ import numpy as np
 import pytest
 import torch
 
-import spineinstanceseg.stage1 as stage1_package
 from spineinstanceseg.cli.main import main
 from spineinstanceseg.devices import ResolvedDevice, is_out_of_memory, parse_device, resolve_device
 from spineinstanceseg.errors import InputError
@@ -66,7 +65,7 @@ def test_device_names_are_checked_without_importing_torch():
 def test_auto_and_cuda_resolve_to_one_numbered_gpu(fake_gpus):
     auto, cuda, second = resolve_device("auto"), resolve_device("cuda"), resolve_device("cuda:1")
     assert auto.name == cuda.name == "cuda:0" and second.name == "cuda:1"
-    assert auto.describe() == "cuda:0 (Fake GPU 0; chosen by auto)" and auto.is_accelerator
+    assert auto.describe() == "cuda:0 (Fake GPU 0; chosen by auto)"
     assert resolve_device(auto) is auto and resolve_device(torch.device("cuda:1")).name == "cuda:1"
     with pytest.raises(InputError) as err:
         resolve_device("cuda:2")
@@ -170,6 +169,7 @@ def test_stage2_out_of_memory_falls_back_for_one_call_and_reaches_the_report(tmp
 
 
 def test_stage1_out_of_memory_runs_that_prediction_on_the_cpu_only(tmp_path, monkeypatch):
+    from spineinstanceseg.stage1 import nnunet_adapter
     from spineinstanceseg.stage1.model import Stage1Model
 
     folder = tmp_path / "Dataset001_X" / "nnUNetTrainer__nnUNetPlans__3d_fullres"
@@ -191,9 +191,7 @@ def test_stage1_out_of_memory_runs_that_prediction_on_the_cpu_only(tmp_path, mon
         labels[2:6, 2:6, 2:6] = 1
         return labels
 
-    fake_adapter = types.SimpleNamespace(predict_array=predict_array)
-    monkeypatch.setitem(sys.modules, "spineinstanceseg.stage1.nnunet_adapter", fake_adapter)
-    monkeypatch.setattr(stage1_package, "nnunet_adapter", fake_adapter, raising=False)
+    monkeypatch.setattr(nnunet_adapter, "predict_array", predict_array)
     model = Stage1Model(folder, device="cpu", crop_to_body=False)
     image = Volume(np.zeros((8, 8, 8), np.float32))
     first = model.predict(image)

@@ -7,12 +7,20 @@ import pytest
 from outputs_cases import make_result, oblique_direction
 
 from spineinstanceseg.outputs import write_stl
-from spineinstanceseg.outputs.stl import read_binary_stl
 
 CASES = {
     "oblique": oblique_direction(),
     "oblique-left-handed": oblique_direction(left_handed=True),
 }
+
+
+def read_binary_stl(path) -> tuple[str, np.ndarray]:
+    """A binary STL as ``(header text, triangles (F, 3, 3) float32)``, read independently of the writer."""
+    raw = path.read_bytes()
+    record = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attribute", "<u2")])
+    count = int(np.frombuffer(raw[80:84], dtype="<u4")[0])
+    assert len(raw) == 84 + count * record.itemsize, "the file's size does not match its triangle count"
+    return raw[:80].decode("ascii").rstrip(), np.frombuffer(raw[84:], dtype=record)["vertices"]
 
 
 def _edge_use_counts(triangles: np.ndarray) -> np.ndarray:

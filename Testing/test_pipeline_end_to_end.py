@@ -12,8 +12,9 @@ import pytest
 
 from spineinstanceseg.io import read_label_map, read_volume, write_volume
 from spineinstanceseg.metrics import evaluate_instances
+from spineinstanceseg.outputs.writer import OUTPUT_KINDS
 from spineinstanceseg.phantom import generate_phantom
-from spineinstanceseg.pipeline.options import EXPORTS, SegmentOptions
+from spineinstanceseg.pipeline.options import SegmentOptions
 from spineinstanceseg.pipeline.segment_file import segment_file
 
 
@@ -25,9 +26,9 @@ def oblique_case(request, tmp_path_factory):
     image = write_volume(case.image, root / "patient.nii.gz")
     if request.param == "mask":
         mask = write_volume(case.semantic, root / "patient_semantic.nii.gz")
-        options = SegmentOptions(device="cpu", exports=EXPORTS, mask=str(mask))
+        options = SegmentOptions(device="cpu", exports=OUTPUT_KINDS, mask=str(mask))
     else:
-        options = SegmentOptions(device="cpu", exports=EXPORTS)
+        options = SegmentOptions(device="cpu", exports=OUTPUT_KINDS)
     paths = segment_file(image, root / "out", options)
     return case, read_volume(image), paths
 

@@ -23,19 +23,27 @@ REPO = Path(__file__).resolve().parents[1]
 FAKE = "spineinstanceseg-fake-dependency"
 
 
-def test_requirements_match_pyproject():
-    """Slicer gets the library's runtime requirements (torch from the PyTorch extension) plus the [slicer] extra;
-    the folder helpers get the [batch] extra; test tools (panoptica's numpy cap, slicerio) never reach Slicer."""
-    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
-    extras = project["optional-dependencies"]
-    expected = [r for r in project["dependencies"] if Requirement(r).name != "torch"] + extras["slicer"]
-    assert sorted(deps.REQUIREMENTS) == sorted(expected)
-    assert list(deps.BATCH_REQUIREMENTS) == extras["batch"]
-    torch = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "torch")
-    assert Requirement(deps.TORCH_REQUIREMENT).specifier == torch.specifier
-    names = {Requirement(r).name for r in project["dependencies"]}
-    assert not names & {"torchvision", "dask", "psutil", "slicerio", "panoptica", "pytest"}, names
-    numpy = next(Requirement(r) for r in project["dependencies"] if Requirement(r).name == "numpy")
+def test_requirements_have_one_source():
+    """pyproject.toml and the Slicer installer read the same requirement files: Slicer gets the runtime
+    requirements (torch from the PyTorch extension) plus the [slicer] extra, the folder helpers the [batch] extra;
+    test tools (panoptica's numpy cap) never reach Slicer."""
+    pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
+    assert {"dependencies", "optional-dependencies"} <= set(pyproject["project"]["dynamic"])
+    dynamic = pyproject["tool"]["setuptools"]["dynamic"]
+    folder = deps.REQUIREMENTS_DIR.relative_to(REPO).as_posix()
+    assert dynamic["dependencies"]["file"] == [f"{folder}/runtime.txt"]
+    assert {k: v["file"] for k, v in dynamic["optional-dependencies"].items()} == {
+        extra: [f"{folder}/{extra}.txt"] for extra in ("batch", "slicer", "test")
+    }
+    runtime = deps.read_requirements("runtime")
+    assert deps.REQUIREMENTS == tuple(r for r in runtime if Requirement(r).name != "torch") + deps.read_requirements(
+        "slicer"
+    )
+    assert deps.BATCH_REQUIREMENTS == deps.read_requirements("batch") == ("dask[distributed]>=2024.1",)
+    assert Requirement(deps.TORCH_REQUIREMENT).name == "torch" and deps.TORCH_REQUIREMENT in runtime
+    names = {Requirement(r).name for r in runtime}
+    assert not names & {"torchvision", "dask", "psutil", "panoptica", "pytest"}, names
+    numpy = next(Requirement(r) for r in runtime if Requirement(r).name == "numpy")
     assert not any(spec.operator in ("<", "<=") for spec in numpy.specifier), "numpy<2.3 is a test-tool cap"
 
 

@@ -251,9 +251,9 @@ def _totalsegmentator_node(scene, phantom, tmp_path):
     """The phantom's spine as SlicerTotalSegmentator loads a CT ``total`` result: a label map read through a colour
     table of class names (segment ID = class name), each segment with its SNOMED-CT terminology (the DICOM codes
     that SlicerTotalSegmentator's mapping table and this library share). ``total`` has no disc class."""
+    from spineinstanceseg.conventions.terminology import canal_terminology, sacrum_terminology, vertebra_terminology
     from spineinstanceseg.io import write_volume
     from spineinstanceseg.levels import level_name
-    from spineinstanceseg.outputs.terminology import canal_terminology, sacrum_terminology, vertebra_terminology
     from spineinstanceseg.semantic import CANAL, SACRUM
 
     instances, semantic = np.asarray(phantom.instances.array), np.asarray(phantom.semantic.array)

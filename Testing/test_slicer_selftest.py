@@ -4,7 +4,7 @@ The real application cannot run here, so ``SpineInstanceSeg.py`` is imported wit
 from Slicer. That runs the module's own code for what a user of a *clean* or an *old* Slicer sees:
 
 * the registered self-test on a clean Slicer in testing mode (Slicer installs no packages then) completes, and
-  the phantom test is reported as skipped with the reason, both through ``runTest`` (Reload and Test) and through
+  the example test is reported as skipped with the reason, both through ``runTest`` (Reload and Test) and through
   unittest as ``slicer.testing.runUnitTest`` (ctest) runs it;
 * on a Slicer older than the minimum (Python 3.9), the module panel shows which Slicer is needed instead of
   failing on the library's imports.
@@ -159,13 +159,13 @@ def test_self_test_on_a_clean_slicer_skips_with_the_reason(load_module, clean_sl
 
 
 def test_self_test_through_unittest_as_ctest_runs_it(load_module, clean_slicer):
-    """slicer.testing.runUnitTest runs the test_* methods with unittest: the phantom test counts as skipped."""
+    """slicer.testing.runUnitTest runs the test_* methods with unittest: the example test counts as skipped."""
     module, _ = load_module(testing=True)
     suite = unittest.TestLoader().loadTestsFromTestCase(module.SpineInstanceSegTest)
     result = unittest.TextTestRunner(stream=io.StringIO(), verbosity=0).run(suite)
     assert result.wasSuccessful(), result.failures + result.errors
     assert result.testsRun == 2
-    assert [test._testMethodName for test, _ in result.skipped] == ["test_segment_phantom_with_bundled_models"]
+    assert [test._testMethodName for test, _ in result.skipped] == ["test_segment_example_with_bundled_models"]
 
 
 @pytest.mark.parametrize(

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
+import sys
+import threading
 
 import numpy as np
 import pytest
@@ -130,6 +133,41 @@ def test_nnunet_environment_is_explicit(tmp_path, monkeypatch):
     assert (environment.TRAINERS_DIR / "spineseg_nnunet_trainers.py").is_file()
     monkeypatch.setenv("nnUNet_n_proc_DA", "0")
     assert environment.ensure_data_workers() == 1
+
+
+def test_nnunet_variables_are_set_for_the_call_only(monkeypatch):
+    monkeypatch.setenv("nnUNet_n_proc_DA", "3")
+    monkeypatch.delenv("nnUNet_extTrainer", raising=False)
+    with environment.nnunet_environment({**environment.trainer_variables(), **environment.data_worker_variables()}):
+        assert os.environ["nnUNet_extTrainer"] == str(environment.TRAINERS_DIR)
+        assert os.environ["nnUNet_n_proc_DA"] == "3"  # the user's choice is kept
+    assert "nnUNet_extTrainer" not in os.environ
+    monkeypatch.setenv("nnUNet_n_proc_DA", "0")
+    with environment.nnunet_environment(environment.data_worker_variables()):
+        assert os.environ["nnUNet_n_proc_DA"] == "1"  # never 0: nnU-Net's planning cannot run without workers
+        os.environ["nnUNet_extTrainer"] = "/set/by/someone/else"
+    assert os.environ["nnUNet_n_proc_DA"] == "0" and os.environ["nnUNet_extTrainer"] == "/set/by/someone/else"
+
+
+def test_nnunet_prints_go_to_the_log_of_the_calling_thread_only(capsys, caplog):
+    """Inside our nnU-Net calls its prints become DEBUG log lines; sys.stdout is never replaced, and a print from
+    another thread meanwhile, or from nnU-Net outside our calls, reaches stdout as before."""
+    import nnunetv2.inference.predict_from_raw_data as nnunet_module
+
+    from spineinstanceseg.stage1 import nnunet_adapter
+
+    stdout = sys.stdout
+    with caplog.at_level(logging.DEBUG, logger=nnunet_adapter.__name__):
+        with nnunet_adapter.nnunet_prints_to_log():
+            assert sys.stdout is stdout
+            nnunet_module.print("inside the call")
+            other = threading.Thread(target=nnunet_module.print, args=("from another thread",))
+            other.start()
+            other.join()
+        nnunet_module.print("after the call")
+    out = capsys.readouterr().out
+    assert "from another thread" in out and "after the call" in out and "inside the call" not in out
+    assert "nnU-Net: inside the call" in caplog.text and "another thread" not in caplog.text
 
 
 def test_train_cli_rejects_schedule_options_without_quick(capsys):

@@ -63,7 +63,7 @@ def test_a_clean_column_passes_unchanged(direction):
     np.testing.assert_array_equal(labels, before)  # input untouched
     np.testing.assert_allclose(result.confidence, confidence)
     assert decisions_by_action(result) == {"kept": [1, 2, 3, 4, 5]}
-    assert result.naming_allowed and result.messages() == []
+    assert not result.anomalies and result.messages() == []
 
 
 def test_a_small_fragment_is_merged_into_the_vertebra_it_touches():
@@ -79,7 +79,7 @@ def test_a_small_fragment_is_merged_into_the_vertebra_it_touches():
     assert (merged.label, merged.into, merged.new_label) == (3, 4, 3)
     assert "3.1 mL, 22% of its neighbours" in merged.reason and "not cut by the field of view" in merged.reason
     np.testing.assert_allclose(result.confidence, [0.9, 0.9, 0.8, 0.9, 0.9])  # the receiver's confidence
-    assert result.naming_allowed
+    assert not result.anomalies
     assert any(line.startswith("merged a piece into vertebra 3") for line in result.messages())
 
 
@@ -107,7 +107,7 @@ def test_components_off_the_column_are_dropped_as_not_spine():
     assert result.count("dropped") == 2 and result.count("kept") == 5
     assert all("from the spinal column's centre line" in d.reason for d in result.decisions if d.action == "dropped")
     assert result.messages()[0].startswith("dropped 2 non-spine component(s)")
-    assert result.naming_allowed  # what is not spine does not disturb counting
+    assert not result.anomalies  # what is not spine does not disturb counting
 
 
 def test_a_detached_piece_off_the_column_that_fusion_gave_to_a_vertebra_is_dropped():
@@ -135,7 +135,7 @@ def test_an_instance_holding_two_vertebrae_is_flagged_and_levels_are_not_counted
     result = check_column(labels, grid(labels), confidence)
     assert decisions_by_action(result)["flagged"] == [3]
     assert result.confidence[2] == DEFAULT_PARAMETERS.oversized_confidence
-    assert not result.naming_allowed
+    assert result.anomalies
     assert "probably two vertebrae in one" in result.anomalies[0]
     naming = name_vertebrae(5, sacrum_below=True, doubts=result.anomalies)
     assert not naming.known and naming.names[0] == "Vertebra 1"
@@ -166,7 +166,7 @@ def test_a_small_vertebra_cut_by_the_field_of_view_is_kept_as_it_is(end):
     confidence = np.array([0.0, 0.9, 0.9, 0.9, 0.9, 0.9]) if end == "top" else np.array([0.9] * 5 + [0.0])
     result = check_column(labels, grid(labels), confidence)
     np.testing.assert_array_equal(result.instances, labels)
-    assert result.count("kept") == 6 and result.naming_allowed
+    assert result.count("kept") == 6 and not result.anomalies
     np.testing.assert_allclose(result.confidence, confidence)
 
 

@@ -9,9 +9,9 @@ from dataclasses import replace
 import numpy as np
 import pytest
 
+from spineinstanceseg.cli.train_stage2 import add_arguments, run
 from spineinstanceseg.io import write_volume
 from spineinstanceseg.semantic import DISC, SACRUM, VERTEBRA
-from spineinstanceseg.stage2.cli_train import add_arguments, run
 from spineinstanceseg.stage2.model import Stage2Config, Stage2Model
 from spineinstanceseg.stage2.training import TrainSchedule, train_stage2, validation_dice
 from spineinstanceseg.stage2.training_data import Augmentation, make_sample, prepare_case

@@ -195,9 +195,9 @@ def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
     from spineinstanceseg.levels import SACRUM_CODE
     from spineinstanceseg.metrics import evaluate_instances
     from spineinstanceseg.phantom import generate_phantom
-    from spineinstanceseg.pipeline.sources import MaskSource
     from spineinstanceseg.progress import Progress
     from spineinstanceseg.semantic import VERTEBRA
+    from spineinstanceseg.stage1.sources import MaskSource
 
     rows = []
     print("4. accuracy on held-out phantoms (stage 1 = the model under test):")

@@ -1,6 +1,7 @@
 """Prove the declared lower bounds: install the minimum versions in a fresh venv and run an end-to-end test there.
 
-Every runtime requirement in pyproject.toml's ``[project] dependencies`` that has a ``>=`` bound is pinned to that
+Every runtime requirement (``SpineInstanceSeg/Logic/spineinstanceseg/requirements/runtime.txt``, the list
+pyproject.toml reads) that has a ``>=`` bound is pinned to that
 bound with ``==`` (a constraints file written next to the venv), the project is installed with
 ``pip install -c <pins> -e .[test,batch,slicer]``, the installed versions are checked against the pins, and a
 small end-to-end pytest selection runs in that venv (default: :data:`DEFAULT_TESTS`, slow tests included): the
@@ -8,7 +9,7 @@ built-in example through both bundled models on the CPU, scored against its grou
 checkpoint loading weights-only; a cancel inside stage 1's sliding window letting the process exit; and a tiny
 stage-1 training with the project's nnU-Net trainer (found through ``nnUNet_extTrainer``) and a prediction with it.
 
-The check follows the file: change a bound in pyproject.toml and the check installs the new one. Extras' bounds
+The check follows the file: change a bound in runtime.txt and the check installs the new one. Extras' bounds
 (dask, psutil, test tools) are not pinned: they are tools, not what the library runs on.
 
 Usage (about 12 minutes on 2 cores, most of it pip fetching torch 2.1.2 and its CUDA libraries; the venv takes
@@ -42,22 +43,16 @@ DEFAULT_TESTS = (
     "Testing/test_minimum_versions.py",
     "Testing/test_stage1_integration.py",
 )
+RUNTIME_REQUIREMENTS = Path("SpineInstanceSeg/Logic/spineinstanceseg/requirements/runtime.txt")
 # Printed after the install (the pinned runtime requirements are printed too).
 REPORTED = ("torch", "nnunetv2", "numpy", "SimpleITK", "scipy", "scikit-image", "safetensors", "matplotlib")
 _REQUIREMENT = re.compile(r"^\s*([A-Za-z0-9][A-Za-z0-9._-]*)\s*(\[[^\]]*\])?\s*(.*?)\s*(;.*)?$")
 
 
-def read_dependencies(pyproject: Path) -> list[str]:
-    """The ``[project] dependencies`` of a pyproject.toml."""
-    try:
-        import tomllib
-    except ModuleNotFoundError:  # Python 3.10
-        try:
-            import tomli as tomllib
-        except ModuleNotFoundError:
-            raise SystemExit("check_minimum_versions: run it with Python >= 3.11 (or install tomli)") from None
-    with open(pyproject, "rb") as handle:
-        return list(tomllib.load(handle)["project"]["dependencies"])
+def read_dependencies(requirements: Path) -> list[str]:
+    """The requirements of a requirements file (one per line; ``#`` comments on lines of their own)."""
+    lines = requirements.read_text(encoding="utf-8").splitlines()
+    return [line.strip() for line in lines if line.strip() and not line.strip().startswith("#")]
 
 
 def minimum_pins(requirements: list[str]) -> dict[str, str]:
@@ -123,9 +118,9 @@ def main(argv: list[str] | None = None) -> int:
 
     repo = args.repo.resolve()
     venv = args.venv.resolve()
-    pins = minimum_pins(read_dependencies(repo / "pyproject.toml"))
+    pins = minimum_pins(read_dependencies(repo / RUNTIME_REQUIREMENTS))
     if not pins:
-        print("check_minimum_versions: no >= bounds in pyproject.toml", file=sys.stderr)
+        print(f"check_minimum_versions: no >= bounds in {RUNTIME_REQUIREMENTS}", file=sys.stderr)
         return 2
     timings: list[tuple[str, float]] = []
     total = time.perf_counter()
@@ -146,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
 
     constraints = venv / "minimum-constraints.txt"
     constraints.write_text(
-        "# The lower bounds of pyproject.toml's runtime requirements, pinned (scripts/check_minimum_versions.py)\n"
+        "# The lower bounds of the runtime requirements, pinned (scripts/check_minimum_versions.py)\n"
         + "".join(f"{name}=={version}\n" for name, version in pins.items()),
         encoding="utf-8",
     )

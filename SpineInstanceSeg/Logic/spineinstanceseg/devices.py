@@ -68,11 +68,6 @@ class ResolvedDevice:
         """The canonical name: "cpu", "mps" or "cuda:N" (what torch.device accepts; used as a cache key)."""
         return self.type if self.index is None else f"{self.type}:{self.index}"
 
-    @property
-    def is_accelerator(self) -> bool:
-        """True for a GPU (CUDA or MPS): out-of-memory there falls back to the CPU."""
-        return self.type != "cpu"
-
     def torch_device(self) -> Any:
         """The ``torch.device`` (imports torch)."""
         import torch

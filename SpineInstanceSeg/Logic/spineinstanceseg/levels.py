@@ -15,7 +15,7 @@ __all__ = [
     "level_name",
     "level_code",
     "cranio_caudal_order",
-    "region_of",
+    "level_sequence",
 ]
 
 SACRUM_CODE = 26
@@ -70,7 +70,12 @@ def cranio_caudal_order(code: int) -> int:
         raise InputError(f"{code} is not a VerSe vertebra code", fix="see spineinstanceseg.levels") from None
 
 
-def region_of(code: int) -> str:
-    """ "cervical", "thoracic", "lumbar" or "sacral" for a VerSe code."""
-    name = level_name(code)
-    return {"C": "cervical", "T": "thoracic", "L": "lumbar", "S": "sacral"}[name[0]]
+def level_sequence(*, with_t13: bool = False, with_l6: bool = False) -> list[int]:
+    """VerSe codes of the mobile vertebrae from C1 down to the lowest lumbar level of this patient."""
+    codes = list(range(1, 20))
+    if with_t13:
+        codes.append(T13_CODE)
+    codes.extend(range(20, 25))
+    if with_l6:
+        codes.append(L6_CODE)
+    return codes

@@ -7,22 +7,9 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from .volume import Volume
+from .volume import Volume, orientation_code
 
 __all__ = ["orientation_code", "Reorientation", "to_canonical", "from_canonical"]
-
-_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))  # positive / negative direction of LPS x, y, z
-
-
-def orientation_code(direction: NDArray) -> str:
-    """Three LPS letters naming the world direction closest to each array axis (e.g. "LPS", "RAS")."""
-    direction = np.asarray(direction, dtype=float).reshape(3, 3)
-    code = []
-    for axis in range(3):
-        col = direction[:, axis]
-        world = int(np.argmax(np.abs(col)))
-        code.append(_LETTERS[world][0 if col[world] > 0 else 1])
-    return "".join(code)
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from .errors import InputError
 
-__all__ = ["Volume", "GRID_JITTER_VOXELS", "GridDifference", "GridComparison", "compare_grids"]
+__all__ = ["Volume", "GRID_JITTER_VOXELS", "GridDifference", "GridComparison", "compare_grids", "orientation_code"]
 
 _GEOMETRY_TOL = 1e-5
 
@@ -36,6 +36,20 @@ _GEOMETRY_TOL = 1e-5
 GRID_JITTER_VOXELS = 0.01
 # Differences smaller than this (mm) are not listed at all (printing precision).
 _NEGLIGIBLE_MM = 1e-9
+
+
+_LETTERS = (("L", "R"), ("P", "A"), ("S", "I"))  # positive / negative direction of LPS x, y, z
+
+
+def orientation_code(direction: ArrayLike) -> str:
+    """Three LPS letters naming the world direction closest to each array axis (e.g. "LPS", "RAS")."""
+    direction = np.asarray(direction, dtype=float).reshape(3, 3)
+    code = []
+    for axis in range(3):
+        col = direction[:, axis]
+        world = int(np.argmax(np.abs(col)))
+        code.append(_LETTERS[world][0 if col[world] > 0 else 1])
+    return "".join(code)
 
 
 def _as_triplet(values: ArrayLike, name: str) -> tuple[float, float, float]:
@@ -198,8 +212,6 @@ class Volume:
 
     def describe(self) -> str:
         """A multi-line human-readable summary (size, spacing, orientation, value range)."""
-        from .orientation import orientation_code
-
         lo, hi = (float(self.array.min()), float(self.array.max()))
         extent = np.asarray(self.shape) * np.asarray(self.spacing)
         lines = [
@@ -216,19 +228,6 @@ class Volume:
             shown = ", ".join(str(int(v)) for v in labels[:30]) + (" ..." if labels.size > 30 else "")
             lines.append(f"labels:      {shown}")
         return "\n".join(lines)
-
-    @classmethod
-    def from_affine_parts(
-        cls,
-        array: ArrayLike,
-        *,
-        spacing: Sequence[float],
-        origin: Sequence[float],
-        direction: ArrayLike,
-        is_label: bool = False,
-    ) -> Volume:
-        """Keyword-only constructor, handy when building volumes by hand."""
-        return cls(np.asarray(array), tuple(spacing), tuple(origin), np.asarray(direction), is_label)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

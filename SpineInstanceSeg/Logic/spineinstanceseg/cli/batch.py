@@ -34,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the pipeline (and torch) loads when this command runs, not when the parser is built
     from ..pipeline.batch import SUMMARY_NAME, run_batch
 
     options = options_from_args(args)

@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
+from ..progress import Progress
 from .progress_bar import ProgressBar
 
 NAME = "dataset"
@@ -36,14 +37,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: dataset conversion loads only for this command, never for `spineseg segment`
     from ..stage1.dataset import convert_dataset
 
     raw = args.out or (Path(os.environ["nnUNet_raw"]) if os.environ.get("nnUNet_raw") else None)
     if raw is None:
         raise InputError("no output folder", fix="pass --out RAW_DIR or export nnUNet_raw=/path/to/nnUNet_raw")
     with ProgressBar("dataset") as bar:
-        from ..progress import Progress
-
         result = convert_dataset(
             args.source,
             args.src,

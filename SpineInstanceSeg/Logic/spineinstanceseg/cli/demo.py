@@ -22,19 +22,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the pipeline (and torch) loads when this command runs, not when the parser is built
     from ..examples import EXAMPLE_NAME, example_case
     from ..io import read_label_map
     from ..metrics import evaluate_instances
-    from ..pipeline.options import EXPORTS, SegmentOptions
+    from ..outputs.writer import OUTPUT_KINDS
+    from ..pipeline.options import SegmentOptions
     from ..pipeline.segment_file import segment_file
     from ..stage1.sources import bundled_stage1_available
 
     case = example_case()
     if bundled_stage1_available():
-        options = SegmentOptions(device=args.device, exports=EXPORTS)
+        options = SegmentOptions(device=args.device, exports=OUTPUT_KINDS)
         print("stage 1: bundled nnU-Net model", file=sys.stderr)
     else:
-        options = SegmentOptions(device=args.device, exports=EXPORTS, mask=str(case.semantic))
+        options = SegmentOptions(device=args.device, exports=OUTPUT_KINDS, mask=str(case.semantic))
         print(
             "stage 1: no bundled nnU-Net model is installed, so the example's own semantic mask is used as the "
             "stage-1 result (as with --mask); stage 2, fusion and naming run for real",

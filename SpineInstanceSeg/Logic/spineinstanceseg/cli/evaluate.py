@@ -90,6 +90,7 @@ def _format(stats: dict[str, float], unit: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the metrics load when this command runs, not when the parser is built
     from ..evaluate import evaluate_paths, summarize, write_outputs
 
     with ProgressBar("evaluate") as bar:

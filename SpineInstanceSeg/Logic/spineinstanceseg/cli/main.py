@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import logging
 import signal
 import sys
@@ -19,9 +18,11 @@ from collections.abc import Iterator, Sequence
 
 from .. import __version__
 from ..errors import CancelledError, InputError, SpineSegError
+from . import batch, dataset, demo, evaluate, info, phantom, segment, train
 
-# Sub-command modules, in the order --help lists them.
-COMMAND_MODULES: tuple[str, ...] = ("demo", "segment", "batch", "evaluate", "phantom", "dataset", "train", "info")
+# Sub-command modules, in the order --help lists them. Each imports at module level only what building its parser
+# needs; the work (pipeline, training, phantoms) loads in its run().
+COMMANDS = (demo, segment, batch, evaluate, phantom, dataset, train, info)
 
 # The shell's convention: 128 + the signal's number.
 EXIT_INTERRUPTED = 128 + 2  # SIGINT, Ctrl-C
@@ -30,7 +31,13 @@ EXIT_TERMINATED = 128 + 15  # SIGTERM
 log = logging.getLogger("spineinstanceseg.cli")
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``spineseg`` parser.
+
+    Args:
+        command: Give only this sub-command its options (the others are listed with their help line), so that a
+            run loads only what its own command needs; ``None`` builds every sub-command in full.
+    """
     parser = argparse.ArgumentParser(
         prog="spineseg",
         description=(
@@ -42,12 +49,17 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"spineseg {__version__}")
     parser.add_argument("-v", "--verbose", action="count", default=0, help="more log output (-vv for debug)")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name in COMMAND_MODULES:
-        module = importlib.import_module(f".{name}", __package__)
+    for module in COMMANDS:
         cmd = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
-        module.add_arguments(cmd)
+        if command is None or command == module.NAME:
+            module.add_arguments(cmd)
         cmd.set_defaults(_run=module.run)
     return parser
+
+
+def _command_of(argv: Sequence[str]) -> str | None:
+    """The sub-command named in ``argv`` (the first word that is not an option; the global options take no value)."""
+    return next((word for word in argv if not word.startswith("-")), None)
 
 
 class _Terminated(BaseException):
@@ -72,7 +84,8 @@ def _sigterm_as_exception() -> Iterator[None]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = build_parser(_command_of(argv))
     args = parser.parse_args(argv)
     level = logging.WARNING - 10 * min(args.verbose, 2)
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")

@@ -11,7 +11,6 @@ import argparse
 from pathlib import Path
 
 from ..errors import InputError
-from ..phantom import EXTRA_LEVELS, HARD_CASES, MODALITIES, REGIONS, generate_phantom, write_phantom_case
 from .progress_bar import ProgressBar
 
 NAME = "phantom"
@@ -19,6 +18,9 @@ HELP = "write synthetic spine phantoms (CT/T1/T2 image + instance/semantic label
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    # lazy: the phantom generator loads only for this command, never for `spineseg segment`
+    from ..phantom import EXTRA_LEVELS, HARD_CASES, MODALITIES, REGIONS
+
     parser.add_argument("out", help="output folder (created if missing)")
     parser.add_argument("--n", type=int, default=1, help="number of cases (default 1)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the first case (default 0)")
@@ -40,6 +42,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the phantom generator loads only for this command, never for `spineseg segment`
+    from ..phantom import generate_phantom, save_preview_png, write_phantom_case
+
     if args.n < 1:
         raise InputError(f"--n must be at least 1, got {args.n}", fix="pass e.g. --n 10")
     if args.seed < 0:
@@ -68,8 +73,6 @@ def run(args: argparse.Namespace) -> int:
             )
             paths = write_phantom_case(case, out, name)
             if args.preview:
-                from ..phantom.preview import save_preview_png
-
                 save_preview_png(case, out / f"{name}_preview.png")
             written.append((name, case, paths))
         bar("phantom", 1.0, "done")

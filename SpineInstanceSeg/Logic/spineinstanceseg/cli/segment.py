@@ -35,6 +35,7 @@ def _print_line(step: str, fraction: float, message: str) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: the pipeline (and torch) loads when this command runs, not when the parser is built
     from ..pipeline.segment_file import segment_file
 
     options = options_from_args(args)

@@ -7,7 +7,8 @@ import argparse
 from ..conventions import CONVENTIONS
 from ..devices import DEVICE_HELP, parse_device
 from ..errors import InputError
-from ..pipeline.options import EXPORTS, SegmentOptions, parse_exports
+from ..outputs.writer import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
+from ..pipeline.options import SegmentOptions, parse_exports
 
 
 def device_name(text: str) -> str:
@@ -70,11 +71,11 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     outputs.add_argument(
         "--export",
         metavar="LIST",
-        help=f"extra outputs, comma-separated, from {', '.join(EXPORTS)} "
-        "(always written: nifti, seg.nrrd, markups, csv, preview, report)",
+        help=f"extra outputs, comma-separated, from {', '.join(OUTPUT_KINDS)} "
+        f"(always written: {', '.join(DEFAULT_OUTPUTS)})",
     )
     outputs.add_argument(
-        "--label-format", default=".nii.gz", choices=(".nii.gz", ".nrrd"), help="file format of the label maps"
+        "--label-format", default=".nii.gz", choices=LABEL_FORMATS, help="file format of the label maps"
     )
 
 

@@ -1,31 +1,25 @@
 """Train a model: `spineseg train stage1 ...` (nnU-Net v2 semantic stage) or `spineseg train stage2 ...`.
 
-Each stage's options are documented by `spineseg train STAGE --help`. The stages live in their own packages;
-this command only dispatches to them.
+Each stage's options are documented by `spineseg train STAGE --help` (:mod:`.train_stage1`, :mod:`.train_stage2`);
+this command only dispatches to them. The training code itself loads only when a training runs.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib
+
+from . import train_stage1, train_stage2
 
 NAME = "train"
 HELP = "train stage 1 (nnU-Net v2 semantic segmentation) or stage 2 (instance network)"
 
 # sub-command -> module with a docstring, add_arguments(parser) and run(args) -> int
-STAGES: dict[str, str] = {
-    "stage1": "spineinstanceseg.stage1.cli_train",
-    "stage2": "spineinstanceseg.stage2.cli_train",
-}
+STAGES = {"stage1": train_stage1, "stage2": train_stage2}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     sub = parser.add_subparsers(dest="stage", metavar="STAGE", required=True)
-    for name, module_path in STAGES.items():
-        try:
-            module = importlib.import_module(module_path)
-        except ImportError:  # a stage not installed in this build is simply not offered
-            continue
+    for name, module in STAGES.items():
         doc = (module.__doc__ or name).strip()
         cmd = sub.add_parser(name, help=doc.splitlines()[0], description=doc)
         module.add_arguments(cmd)

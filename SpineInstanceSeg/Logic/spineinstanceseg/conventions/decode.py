@@ -21,12 +21,14 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..convention_names import CONVENTIONS
 from ..errors import ConventionError, InputError
-from ..levels import L6_CODE, T13_CODE, level_code, level_name
+from ..levels import L6_CODE, T13_CODE, level_code, level_sequence
 from ..semantic import CANAL, DISC, SACRUM, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
 from . import tables as T
 from .arrays import apply_lut, order_top_to_bottom, present_values
+from .detect import detect_convention
 
 __all__ = ["ConvertedLabels", "CONVENTIONS", "to_internal"]
 
@@ -52,13 +54,6 @@ class ConvertedLabels:
     source_labels: dict[int, tuple[int, ...]] = field(default_factory=dict)
     partial: tuple[int, ...] = ()
     notes: tuple[str, ...] = ()
-
-    def level_names(self) -> dict[int, str]:
-        """Instance value -> display name ("L5" when levels are known, else "Vertebra k")."""
-        values = sorted(self.source_labels)
-        if self.levels_known:
-            return {v: level_name(v) for v in values}
-        return {v: f"Vertebra {v}" for v in values}
 
 
 @dataclass
@@ -165,7 +160,8 @@ _SPECS: dict[str, Callable[[], _Spec]] = {
     "spineps_subregions": _spineps_subregions,
 }
 
-CONVENTIONS: tuple[str, ...] = tuple(_SPECS)
+if tuple(_SPECS) != CONVENTIONS:  # the names the Slicer module lists without importing this package
+    raise RuntimeError(f"spineinstanceseg.convention_names lists {CONVENTIONS}, the conversions are {tuple(_SPECS)}")
 
 
 def _check_name(convention: str) -> str:
@@ -185,8 +181,6 @@ def _as_volume(labels: Volume | NDArray) -> Volume:
 
 
 def _unknown_error(values: list[int], convention: str, array: NDArray) -> ConventionError:
-    from .detect import detect_convention
-
     shown = ", ".join(str(v) for v in values[:20]) + (" ..." if len(values) > 20 else "")
     guess = detect_convention(array)
     hint = f"; these labels look like the '{guess}' convention" if guess and guess != convention else ""
@@ -197,8 +191,6 @@ def _unknown_error(values: list[int], convention: str, array: NDArray) -> Conven
 
 
 def _spider_codes(ranks: list[int], lowest_level: str) -> dict[int, int]:
-    from ..pipeline.naming import level_sequence
-
     code = level_code(lowest_level)
     sequence = level_sequence(with_t13=code == T13_CODE, with_l6=code == L6_CODE)
     if code not in sequence:

@@ -13,7 +13,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..errors import ConventionError, InputError
-from ..levels import L6_CODE, SACRUM_CODE, T13_CODE, level_name
+from ..levels import L6_CODE, SACRUM_CODE, T13_CODE, level_name, level_sequence
 from ..semantic import CANAL, DISC, SACRUM, VERTEBRA
 from ..volume import Volume
 from . import tables as T
@@ -29,8 +29,6 @@ _NEEDS_LEVELS = {"internal", "verse", "totalseg_total", "totalseg_vertebrae_mr",
 
 
 def _sequence(codes: list[int]) -> list[int]:
-    from ..pipeline.naming import level_sequence
-
     return level_sequence(with_t13=T13_CODE in codes, with_l6=L6_CODE in codes)
 
 

@@ -4,7 +4,7 @@ A label map carries numbers whose meaning depends on its convention (:mod:`.deco
 names and terminology instead. This module reads those, for every convention the library supports:
 
 * **terminology** (Slicer ``TerminologyEntry`` strings, SNOMED-CT type codes): the codes this library writes
-  (:mod:`spineinstanceseg.outputs.terminology`: C1-L5 vertebrae, sacrum, level discs, intervertebral disc, spinal
+  (:mod:`spineinstanceseg.conventions.terminology`: C1-L5 vertebrae, sacrum, level discs, intervertebral disc, spinal
   cord) plus those SlicerTotalSegmentator sets (its ``totalsegmentator_snomed_mapping.csv``): "S1 vertebra"
   (SCT 65985001, TotalSegmentator's ``vertebrae_S1``), "Vertebra" (SCT 51282000, ``vertebrae`` of ``total_mr``)
   and "Vertebral body" (SCT 3572006, ``vertebrae_body``);
@@ -27,8 +27,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 from ..levels import LEVEL_TO_CODE, SACRUM_CODE
-from ..outputs.terminology import canal_terminology, disc_terminology, sacrum_terminology, vertebra_terminology
 from ..semantic import CANAL, DISC, SACRUM, SEMANTIC_NAMES, VERTEBRA
+from .terminology import canal_terminology, disc_terminology, sacrum_terminology, vertebra_terminology
 
 __all__ = ["NOT_SPINE", "SegmentClass", "classify_segment", "class_from_terminology", "class_from_name"]
 

@@ -1,6 +1,6 @@
 """Output writers of a segmentation result: label maps, Slicer ``.seg.nrrd`` and markups, CSV, STL, PNG, report.
 
-Every writer is a pure function of a :class:`~spineinstanceseg.pipeline.result.SegmentationResult` that writes
+Every writer is a pure function of a :class:`~spineinstanceseg.results.SegmentationResult` that writes
 atomically (temporary name, then rename). :func:`write_all` writes a whole case folder all-or-nothing. Nothing
 here imports Slicer or VTK (the Slicer adapter is separate); coordinates in files are LPS millimetres unless a
 column or field says RAS.

@@ -20,7 +20,6 @@ __all__ = [
     "CANAL_COLOR",
     "SACRUM_COLOR",
     "disc_color",
-    "to_uint8",
 ]
 
 RGB = tuple[float, float, float]
@@ -64,8 +63,3 @@ def disc_color(index: int) -> RGB:
     if index % 2 == 0:
         return DISC_COLOR
     return (0.42, 0.68, 0.90)
-
-
-def to_uint8(color: RGB) -> tuple[int, int, int]:
-    """[0, 1] floats -> 0..255 integers (e.g. for CSV or PNG annotations)."""
-    return tuple(int(round(255 * min(max(c, 0.0), 1.0))) for c in color)  # type: ignore[return-value]

@@ -13,7 +13,7 @@ import os
 from pathlib import Path
 
 from ..atomic import atomic_path
-from ..pipeline.result import SegmentationResult, VertebraRecord
+from ..results import SegmentationResult, VertebraRecord
 
 __all__ = ["MARKUPS_SCHEMA", "CSV_COLUMNS", "write_markups", "write_centroids_csv", "lps_to_ras"]
 

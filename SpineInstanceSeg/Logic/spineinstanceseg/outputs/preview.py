@@ -16,8 +16,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from ..atomic import atomic_path
-from ..pipeline.result import SegmentationResult
 from ..resample import resample_to_grid
+from ..results import SegmentationResult
 from ..volume import Volume
 from .colors import RGB
 from .segments import SegmentTable, segment_table

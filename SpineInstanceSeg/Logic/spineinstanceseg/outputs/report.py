@@ -17,8 +17,9 @@ from typing import Any
 
 import numpy as np
 
+from .. import __version__
 from ..atomic import atomic_path
-from ..pipeline.result import SegmentationResult
+from ..results import SegmentationResult
 from .markups import lps_to_ras
 
 __all__ = ["REPORT_FORMAT", "collect_versions", "report_dict", "write_report"]
@@ -40,8 +41,6 @@ def collect_versions() -> dict[str, str | None]:
         except metadata.PackageNotFoundError:
             out[key] = None
     if out["spineinstanceseg"] is None:
-        from .. import __version__
-
         out["spineinstanceseg"] = __version__
     out["python"] = platform.python_version()
     return out

@@ -21,12 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
+from ..conventions.arrays import label_centroids_ijk
 from ..conventions.discs import disc_neighbours
+from ..conventions.terminology import canal_terminology, disc_terminology, sacrum_terminology, vertebra_terminology
 from ..levels import SACRUM_CODE
-from ..pipeline.result import SegmentationResult
+from ..results import SegmentationResult
 from ..semantic import CANAL, SACRUM
 from .colors import CANAL_COLOR, RGB, SACRUM_COLOR, disc_color, vertebra_color
-from .terminology import canal_terminology, disc_terminology, sacrum_terminology, vertebra_terminology
 
 __all__ = ["SegmentSpec", "SegmentTable", "segment_table", "safe_segment_id"]
 
@@ -209,8 +210,6 @@ def _fields_after_id(spec: SegmentSpec) -> tuple:
 
 def _component_heights(result: SegmentationResult, components: NDArray) -> dict[int, float]:
     """World superior coordinate (LPS z, mm) of the centroid of every disc component."""
-    from ..conventions.arrays import label_centroids_ijk
-
     return {c: float(result.instances.index_to_world(ijk)[2]) for c, ijk in label_centroids_ijk(components).items()}
 
 

@@ -20,12 +20,11 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..atomic import atomic_path
-from ..errors import InputError
-from ..pipeline.result import SegmentationResult
+from ..results import SegmentationResult
 from ..volume import Volume
 from .segments import safe_segment_id
 
-__all__ = ["vertebra_mesh", "write_binary_stl", "read_binary_stl", "write_stl"]
+__all__ = ["vertebra_mesh", "write_binary_stl", "write_stl"]
 
 _STL_DTYPE = np.dtype([("normal", "<f4", (3,)), ("vertices", "<f4", (3, 3)), ("attribute", "<u2")])
 
@@ -95,18 +94,6 @@ def write_binary_stl(path: str | os.PathLike[str], vertices: NDArray, faces: NDA
         handle.write(np.uint32(len(tri)).tobytes())
         handle.write(records.tobytes())
     return path
-
-
-def read_binary_stl(path: str | os.PathLike[str]) -> tuple[str, NDArray]:
-    """Read a binary STL: ``(header text, triangles (F, 3, 3) float32)``."""
-    raw = Path(path).read_bytes()
-    if len(raw) < 84:
-        raise InputError("the STL file is shorter than its 84-byte header", fix="re-export the surface", path=path)
-    count = int(np.frombuffer(raw[80:84], dtype="<u4")[0])
-    records = np.frombuffer(raw[84 : 84 + count * _STL_DTYPE.itemsize], dtype=_STL_DTYPE)
-    if len(records) != count:
-        raise InputError("the STL file is truncated", fix="re-export the surface", path=path)
-    return raw[:80].decode("ascii", errors="replace").rstrip(), records["vertices"].copy()
 
 
 def write_stl(

@@ -28,8 +28,8 @@ from typing import Any
 from ..atomic import atomic_directory
 from ..errors import InputError
 from ..io import write_volume
-from ..pipeline.result import SegmentationResult
 from ..progress import CancelToken, Progress
+from ..results import SegmentationResult
 from ..volume import Volume
 from .markups import write_centroids_csv, write_markups
 from .preview import save_preview

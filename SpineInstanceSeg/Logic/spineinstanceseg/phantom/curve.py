@@ -30,10 +30,6 @@ class Pose:
     centre: NDArray  # (3,) LPS mm
     rotation: NDArray  # (3, 3) columns e_u, e_v, e_w
 
-    def to_local(self, world: NDArray) -> NDArray:
-        """World points ``(..., 3)`` -> local ``(..., 3)``."""
-        return (np.asarray(world) - self.centre) @ self.rotation
-
     def to_world(self, local: NDArray) -> NDArray:
         return np.asarray(local) @ self.rotation.T + self.centre
 

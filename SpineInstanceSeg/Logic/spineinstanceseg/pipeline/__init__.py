@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from .result import SegmentationResult, VertebraRecord
+from ..results import SegmentationResult, VertebraRecord
 from .run import segment
 
 __all__ = ["segment", "SegmentationResult", "VertebraRecord"]

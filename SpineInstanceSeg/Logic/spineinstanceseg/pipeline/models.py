@@ -8,8 +8,9 @@ from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import InputError
+from ..stage1 import sources as nnunet_source
+from ..stage1.sources import MaskSource, Stage1Source
 from .options import SegmentOptions
-from .sources import MaskSource, Stage1Source
 
 __all__ = ["load_stage1", "load_stage2", "clear_model_cache"]
 
@@ -40,6 +41,7 @@ def load_stage2(options: SegmentOptions):
     Raises:
         InputError: a device this machine cannot use (see :mod:`spineinstanceseg.devices`).
     """
+    # lazy: torch loads when a model is loaded, so that the run options import without it
     from ..stage2.model import Stage2Model, load_bundled_model
 
     device = resolve_device(options.device)
@@ -56,8 +58,6 @@ def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Sta
     """
     if mask_path is not None:
         return MaskSource(mask_path, convention=options.mask_convention)
-    from ..stage1 import sources as nnunet_source
-
     device = resolve_device(options.device)
     mirroring = options.stage1_mirroring
     if options.stage1_model is None:

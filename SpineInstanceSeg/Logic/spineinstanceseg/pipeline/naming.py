@@ -19,9 +19,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from ..errors import InputError
-from ..levels import L6_CODE, T13_CODE, level_code, level_name
+from ..levels import L6_CODE, level_code, level_name, level_sequence
 
-__all__ = ["LevelNaming", "level_sequence", "name_vertebrae"]
+__all__ = ["LevelNaming", "name_vertebrae"]
 
 
 @dataclass(frozen=True)
@@ -35,17 +35,6 @@ class LevelNaming:
     @property
     def known(self) -> bool:
         return all(code is not None for code in self.codes)
-
-
-def level_sequence(*, with_t13: bool = False, with_l6: bool = False) -> list[int]:
-    """VerSe codes of the mobile vertebrae from C1 down to the lowest lumbar level of this patient."""
-    codes = list(range(1, 20))
-    if with_t13:
-        codes.append(T13_CODE)
-    codes.extend(range(20, 25))
-    if with_l6:
-        codes.append(L6_CODE)
-    return codes
 
 
 def _unnamed(n: int, rule: str) -> LevelNaming:

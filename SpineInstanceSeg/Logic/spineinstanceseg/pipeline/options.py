@@ -8,22 +8,20 @@ from pathlib import Path
 from ..atomic import full_suffix
 from ..devices import parse_device
 from ..errors import InputError
+from ..outputs.writer import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
 
-__all__ = ["SegmentOptions", "EXPORTS", "DEFAULT_EXPORTS", "parse_exports", "case_name_of"]
-
-EXPORTS = ("nifti", "nrrd", "seg.nrrd", "stl", "markups", "csv", "preview", "report")
-DEFAULT_EXPORTS = ("nifti", "seg.nrrd", "markups", "csv", "preview", "report")
+__all__ = ["SegmentOptions", "parse_exports", "case_name_of"]
 
 
 def parse_exports(text: str | None) -> tuple[str, ...]:
-    """ "stl,nrrd" -> the default exports plus those; unknown names are an error."""
+    """ "stl,nrrd" -> the default outputs plus those; unknown names are an error (see :mod:`..outputs.writer`)."""
     if not text:
-        return DEFAULT_EXPORTS
+        return DEFAULT_OUTPUTS
     asked = [part.strip().lower() for part in text.split(",") if part.strip()]
-    unknown = [a for a in asked if a not in EXPORTS]
+    unknown = [a for a in asked if a not in OUTPUT_KINDS]
     if unknown:
-        raise InputError(f"unknown export(s) {unknown}", fix=f"choose from {', '.join(EXPORTS)}")
-    merged = list(DEFAULT_EXPORTS)
+        raise InputError(f"unknown export(s) {unknown}", fix=f"choose from {', '.join(OUTPUT_KINDS)}")
+    merged = list(DEFAULT_OUTPUTS)
     merged += [a for a in asked if a not in merged]
     return tuple(merged)
 
@@ -53,8 +51,8 @@ class SegmentOptions:
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         lowest / anchor / with_t13 / with_l6: Level naming.
-        exports: Outputs to write (see ``EXPORTS``).
-        label_format: File extension of label maps (".nii.gz" or ".nrrd").
+        exports: Outputs to write (:data:`~spineinstanceseg.outputs.writer.OUTPUT_KINDS`).
+        label_format: File extension of the label maps (:data:`~spineinstanceseg.outputs.writer.LABEL_FORMATS`).
     """
 
     stage1_model: str | None = None
@@ -69,14 +67,14 @@ class SegmentOptions:
     anchor: str | None = None
     with_t13: bool = False
     with_l6: bool = False
-    exports: tuple[str, ...] = field(default=DEFAULT_EXPORTS)
+    exports: tuple[str, ...] = field(default=DEFAULT_OUTPUTS)
     label_format: str = ".nii.gz"
     batch_size: int = 4
 
     def __post_init__(self) -> None:
         parse_device(self.device)  # the spelling only; whether it is usable is checked where the models load
-        if self.label_format not in (".nii.gz", ".nii", ".nrrd", ".mha"):
-            raise InputError(f"unsupported label format {self.label_format!r}", fix="use .nii.gz or .nrrd")
+        if self.label_format not in LABEL_FORMATS:
+            raise InputError(f"unsupported label format {self.label_format!r}", fix=f"use {', '.join(LABEL_FORMATS)}")
         if self.mask and self.stage1_model:
             raise InputError("both --mask and --stage1-model were given", fix="give only one stage-1 source")
 

@@ -20,15 +20,17 @@ from scipy import ndimage
 from ..errors import NoSpineFoundError
 from ..levels import SACRUM_CODE
 from ..progress import CancelToken, Progress
+from ..results import SegmentationResult, VertebraRecord
 from ..semantic import SACRUM, VERTEBRA
+from ..stage1.sources import MaskSource, Stage1Source
 from ..volume import Volume
 from .naming import LevelNaming, name_vertebrae
-from .result import SegmentationResult, VertebraRecord
-from .sources import MaskSource, Stage1Source
 from .validate import check_image
 
 if TYPE_CHECKING:
     from ..stage2.model import Stage2Model
+    from ..stage2.predict import Stage2Result
+    from ..stage2.sanity import SanityResult
 
 __all__ = ["segment", "SACRUM_GAP_MM"]
 
@@ -114,48 +116,20 @@ def segment(
             stage 2 made of it is a plausible vertebra of a spinal column (e.g. an image without a spine).
         ModelError: missing or tampered model files. CancelledError: cancelled by the user.
     """
-    from ..stage2.predict import split_instances
-    from ..stage2.sanity import check_column
-
     timings: dict[str, float] = {}
     warnings: list[str] = []
     bar = Progress(progress, cancel, step="segment")
     t0 = time.perf_counter()
     check_image(image, source=source)
     bar.update(0.0, "input checked")
-
-    if isinstance(stage1, Volume):
-        stage1 = MaskSource(stage1)
-    t = time.perf_counter()
-    semantic, stage1_warnings = stage1.predict(image, progress=bar.sub(*_STAGE1_SHARE, step="stage1"))
-    warnings.extend(stage1_warnings)
-    timings["stage1"] = time.perf_counter() - t
-    log.info("stage 1 (%s) took %.1f s", stage1.description, timings["stage1"])
-    if not np.any(semantic.array == VERTEBRA):
-        raise NoSpineFoundError(
-            "no spine found: stage 1 found no vertebra in the image",
-            fix="check that the image shows the spine and that the stage-1 model suits this modality",
-            path=source,
-        )
-
-    if stage2 is None:
-        from ..stage2.model import load_bundled_model
-
-        t = time.perf_counter()
-        stage2 = load_bundled_model(device=device)
-        timings["load_stage2"] = time.perf_counter() - t
+    stage1 = MaskSource(stage1) if isinstance(stage1, Volume) else stage1
+    semantic = _run_stage1(stage1, image, bar, timings, warnings, source=source)
+    stage2, split = _run_stage2(semantic, image, stage2, device, batch_size, bar, timings, warnings)
 
     t = time.perf_counter()
-    stage2_warnings = getattr(stage2, "warnings", [])  # e.g. a GPU out of memory: windows ran on the CPU
-    seen = len(stage2_warnings)
-    split = split_instances(
-        semantic, model=stage2, image=image, batch_size=batch_size, progress=bar.sub(*_STAGE2_SHARE, step="stage2")
-    )
-    warnings.extend(stage2_warnings[seen:])
-    timings["stage2"] = time.perf_counter() - t
-    timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
+    # lazy: see _run_stage2
+    from ..stage2.sanity import check_column
 
-    t = time.perf_counter()
     sanity = check_column(
         split.instances.array,
         semantic,
@@ -167,23 +141,99 @@ def segment(
     timings["sanity"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    instances_1n = np.asarray(sanity.instances)
-    n = len(sanity.confidence)
-    sacrum_below = n > 0 and _sacrum_below(semantic, semantic.with_array(instances_1n), lowest_label=n)
-    naming = name_vertebrae(
-        n,
-        sacrum_below=sacrum_below,
-        lowest=lowest,
-        anchor=anchor,
-        with_t13=with_t13,
-        with_l6=with_l6,
-        doubts=sanity.anomalies,
-    )
+    naming = _name_levels(sanity, semantic, lowest=lowest, anchor=anchor, with_t13=with_t13, with_l6=with_l6)
     if sanity.anomalies and (lowest or anchor):
         warnings.append(
             f"levels named from the level you gave ({lowest or anchor}) although the column has anomalies "
             f"({'; '.join(sanity.anomalies)}): a vertebra too many or too few shifts every name; check them"
         )
+    instances, records = _vertebra_records(image, semantic, sanity, naming)
+    low_conf = [r.name for r in records if r.confidence < 0.5]
+    if low_conf:
+        warnings.append(f"low stage-2 agreement (confidence < 0.5) for {', '.join(low_conf)}: check these")
+    timings["naming"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t0
+    bar.update(1.0, f"{len(records)} vertebrae")
+    return SegmentationResult(
+        instances=instances,
+        semantic=semantic.with_array(semantic.array.astype(np.uint8), is_label=True),
+        vertebrae=records,
+        naming_rule=naming.rule,
+        stage1_source=stage1.description,
+        models={"stage1": stage1.model_info(), "stage2": _stage2_info(stage2)},
+        timings=timings,
+        warnings=tuple(warnings),
+    )
+
+
+def _run_stage1(
+    stage1: Stage1Source, image: Volume, bar: Progress, timings: dict, warnings: list[str], *, source: str | None
+) -> Volume:
+    """The semantic mask on the image grid (its warnings and time recorded).
+
+    Raises:
+        NoSpineFoundError: the mask has no vertebra voxel.
+    """
+    t = time.perf_counter()
+    semantic, stage1_warnings = stage1.predict(image, progress=bar.sub(*_STAGE1_SHARE, step="stage1"))
+    warnings.extend(stage1_warnings)
+    timings["stage1"] = time.perf_counter() - t
+    log.info("stage 1 (%s) took %.1f s", stage1.description, timings["stage1"])
+    if not np.any(semantic.array == VERTEBRA):
+        raise NoSpineFoundError(
+            "no spine found: stage 1 found no vertebra in the image",
+            fix="check that the image shows the spine and that the stage-1 model suits this modality",
+            path=source,
+        )
+    return semantic
+
+
+def _run_stage2(
+    semantic: Volume,
+    image: Volume,
+    stage2: Stage2Model | None,
+    device: str,
+    batch_size: int,
+    bar: Progress,
+    timings: dict,
+    warnings: list[str],
+) -> tuple[Stage2Model, Stage2Result]:
+    """The stage-2 model (the bundled one when none is given) and its split of the semantic mask into instances."""
+    # lazy: stage 2 (scikit-image, torch) loads when a segmentation runs, so that `spineinstanceseg.pipeline` and
+    # its run options import with the packages Slicer bundles, before the module has installed the others
+    from ..stage2.model import load_bundled_model
+    from ..stage2.predict import split_instances
+
+    if stage2 is None:
+        t = time.perf_counter()
+        stage2 = load_bundled_model(device=device)
+        timings["load_stage2"] = time.perf_counter() - t
+    t = time.perf_counter()
+    stage2_warnings = getattr(stage2, "warnings", [])  # e.g. a GPU out of memory: windows ran on the CPU
+    seen = len(stage2_warnings)
+    split = split_instances(
+        semantic, model=stage2, image=image, batch_size=batch_size, progress=bar.sub(*_STAGE2_SHARE, step="stage2")
+    )
+    warnings.extend(stage2_warnings[seen:])
+    timings["stage2"] = time.perf_counter() - t
+    timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
+    return stage2, split
+
+
+def _name_levels(sanity: SanityResult, semantic: Volume, **options) -> LevelNaming:
+    """Level names for the instances the sanity check kept (counted from the sacrum only when it lies below)."""
+    n = len(sanity.confidence)
+    instances = semantic.with_array(np.asarray(sanity.instances))
+    sacrum_below = n > 0 and _sacrum_below(semantic, instances, lowest_label=n)
+    return name_vertebrae(n, sacrum_below=sacrum_below, doubts=sanity.anomalies, **options)
+
+
+def _vertebra_records(
+    image: Volume, semantic: Volume, sanity: SanityResult, naming: LevelNaming
+) -> tuple[Volume, tuple[VertebraRecord, ...]]:
+    """The instance map on the image grid (VerSe codes when the levels are known) and one record per vertebra."""
+    instances_1n = np.asarray(sanity.instances)
+    n = len(sanity.confidence)
     relabelled, labels = _apply_naming(instances_1n, semantic, naming)
     instances = image.with_array(relabelled.astype(np.int16), is_label=True)
     counts = np.bincount(instances_1n.reshape(-1), minlength=n + 1)
@@ -199,23 +249,7 @@ def segment(
         )
         for k in range(n)
     )
-    low_conf = [r.name for r in records if r.confidence < 0.5]
-    if low_conf:
-        warnings.append(f"low stage-2 agreement (confidence < 0.5) for {', '.join(low_conf)}: check these")
-    timings["naming"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t0
-    bar.update(1.0, f"{n} vertebrae")
-    models = {"stage1": stage1.model_info(), "stage2": _stage2_info(stage2)}
-    return SegmentationResult(
-        instances=instances,
-        semantic=semantic.with_array(semantic.array.astype(np.uint8), is_label=True),
-        vertebrae=records,
-        naming_rule=naming.rule,
-        stage1_source=stage1.description,
-        models=models,
-        timings=timings,
-        warnings=tuple(warnings),
-    )
+    return instances, records
 
 
 def _stage2_info(model: object) -> dict:

@@ -9,6 +9,7 @@ from pathlib import Path
 from ..devices import resolve_device
 from ..errors import InputError
 from ..io import is_volume_path, read_volume
+from ..outputs.writer import write_all
 from ..progress import CancelToken
 from .models import load_stage1, load_stage2
 from .options import SegmentOptions, case_name_of
@@ -63,8 +64,6 @@ def segment_file(
     Raises:
         InputError: unreadable input, or a device this machine cannot use (checked before anything is read).
     """
-    from ..outputs.writer import write_all
-
     input_path = Path(input_path)
     case_name = case_name or case_name_of(input_path)
     device = resolve_device(options.device)  # an unusable device fails first, with or without --mask

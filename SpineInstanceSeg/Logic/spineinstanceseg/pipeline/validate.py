@@ -1,19 +1,13 @@
-"""Checks on the input image and on a given stage-1 mask before any model runs."""
+"""Checks on the input image before any model runs (a given mask: :mod:`spineinstanceseg.stage1.sources`)."""
 
 from __future__ import annotations
-
-import logging
 
 import numpy as np
 
 from ..errors import InputError
-from ..resample import resample_to_grid
-from ..semantic import SEMANTIC_NAMES
 from ..volume import Volume
 
-__all__ = ["check_image", "align_mask"]
-
-log = logging.getLogger(__name__)
+__all__ = ["check_image"]
 
 
 def check_image(image: Volume, *, source: str | None = None) -> None:
@@ -39,36 +33,3 @@ def check_image(image: Volume, *, source: str | None = None) -> None:
             fix="check that the file is the right image and was exported completely",
             path=source,
         )
-
-
-def align_mask(mask: Volume, image: Volume, *, source: str | None = None) -> tuple[Volume, list[str]]:
-    """Put a given semantic mask on the image grid (nearest neighbour) and check its labels.
-
-    Returns:
-        The mask on the image grid and warnings for the report.
-
-    Raises:
-        InputError: the mask holds labels that are not semantic classes, or does not overlap the image.
-    """
-    warnings: list[str] = []
-    values = set(int(v) for v in np.unique(mask.array)) - {0}
-    unknown = sorted(values - set(SEMANTIC_NAMES))
-    if unknown:
-        raise InputError(
-            f"the mask holds label values {unknown} that are not semantic classes "
-            f"({', '.join(f'{k} {v}' for k, v in SEMANTIC_NAMES.items())})",
-            fix="convert it with --mask-convention (e.g. verse, spider, totalseg_total) or relabel it",
-            path=source,
-        )
-    if not mask.same_grid(image):
-        differences = "; ".join(mask.geometry_differences(image))
-        warnings.append(f"the mask was on another grid ({differences}) and was resampled onto the image grid")
-        log.warning(warnings[-1])
-        mask = resample_to_grid(mask, image)
-        if not np.any(mask.array):
-            raise InputError(
-                "the mask does not overlap the image in physical space",
-                fix="pass the mask that belongs to this image (same patient, same series)",
-                path=source,
-            )
-    return mask, warnings

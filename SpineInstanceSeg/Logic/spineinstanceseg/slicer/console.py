@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 from ..errors import SpineSegError
 from ..pipeline.options import SegmentOptions
+from . import dependencies
 from .job import SegmentJob, child_environment, option_args, python_executable
 from .process_runner import ProcessRunner
 
@@ -272,9 +273,7 @@ def segment_volume_node(volume_node, *, timeout: float | None = None, **kwargs):
 
 
 def _check_batch_packages() -> None:
-    from .dependencies import BATCH_REQUIREMENTS, check_dependencies
-
-    missing = check_dependencies(BATCH_REQUIREMENTS, torch_requirement=None).missing
+    missing = dependencies.check_dependencies(dependencies.BATCH_REQUIREMENTS, torch_requirement=None).missing
     if missing:
         raise SpineSegError(
             f"segmenting a folder needs {', '.join(missing)}, which is not installed in this Python",
@@ -285,6 +284,8 @@ def _check_batch_packages() -> None:
 
 def _count_finished(input_dir: Path, out_dir: Path, run: BackgroundRun, on_progress) -> Callable[..., None]:
     """A poll hook reporting ``("batch", finished / total, "k/n cases")`` from the case reports in ``out_dir``."""
+    # lazy: the pipeline modules (pynrrd, matplotlib) load only for a folder run, and the pipeline itself runs in
+    # a child process; Slicer's own process needs them only here
     from ..pipeline.batch import find_inputs
     from ..pipeline.options import case_name_of
     from ..pipeline.segment_file import report_path_of
@@ -332,6 +333,7 @@ def start_folder(
         InputError: ``input_dir`` holds no images.
         SpineSegError: the batch packages (Dask) are not installed.
     """
+    # lazy: see _count_finished
     from ..pipeline.batch import SUMMARY_NAME
 
     _check_batch_packages()

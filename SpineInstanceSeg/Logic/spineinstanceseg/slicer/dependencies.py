@@ -39,10 +39,14 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import SpineSegError
+
 __all__ = [
     "MINIMUM_SLICER_VERSION",
     "TORCH_REQUIREMENT",
     "REQUIREMENTS",
+    "REQUIREMENTS_DIR",
+    "read_requirements",
     "BATCH_REQUIREMENTS",
     "BUNDLED_PACKAGES",
     "INSTALL_IN_TESTING_ENV",
@@ -58,22 +62,21 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 MINIMUM_SLICER_VERSION = (5, 10)
-TORCH_REQUIREMENT = "torch>=2.1.2"
-# The library's runtime requirements (pyproject [project.dependencies]) minus torch, plus the [slicer] extra.
-REQUIREMENTS: tuple[str, ...] = (
-    "nnunetv2>=2.8.1,<2.9",
-    "SimpleITK>=2.3",
-    "numpy>=1.26",
-    "scipy>=1.10",
-    "scikit-image>=0.22",
-    "matplotlib>=3.7",
-    "safetensors>=0.4",
-    "tqdm>=4.60",
-    "pynrrd>=1.0",
-    "psutil>=5.9",
-)
+REQUIREMENTS_DIR = Path(__file__).resolve().parents[1] / "requirements"
+
+
+def read_requirements(name: str) -> tuple[str, ...]:
+    """The requirements of ``requirements/<name>.txt`` (the one list of them; pyproject.toml reads the same files)."""
+    lines = (REQUIREMENTS_DIR / f"{name}.txt").read_text(encoding="utf-8").splitlines()
+    return tuple(line.strip() for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+_RUNTIME = read_requirements("runtime")
+TORCH_REQUIREMENT = next(r for r in _RUNTIME if r.startswith("torch"))
+# The library's runtime requirements minus torch (it comes from Slicer's PyTorch extension), plus the [slicer] extra.
+REQUIREMENTS: tuple[str, ...] = tuple(r for r in _RUNTIME if r != TORCH_REQUIREMENT) + read_requirements("slicer")
 # The [batch] extra: only the folder helpers (spineseg batch) need it.
-BATCH_REQUIREMENTS: tuple[str, ...] = ("dask[distributed]>=2024.1",)
+BATCH_REQUIREMENTS: tuple[str, ...] = read_requirements("batch")
 # Provided by Slicer or its PyTorch extension: checked, never installed or replaced.
 BUNDLED_PACKAGES: tuple[str, ...] = ("numpy", "scipy", "SimpleITK", "vtk", "torch", "torchvision")
 INSTALL_IN_TESTING_ENV = "SPINEINSTANCESEG_INSTALL_IN_TESTING"
@@ -240,8 +243,6 @@ def _write_constraints(folder: Path) -> Path:
 
 
 def _install_torch(pytorch_utils) -> None:
-    from ..errors import SpineSegError
-
     if pytorch_utils is None:
         try:
             import PyTorchUtils  # the PyTorch extension's module (a declared extension dependency)
@@ -302,8 +303,6 @@ def _pip_install(slicer_module, requirements: Sequence[str], *, requester: str, 
 
 
 def _bundled_error(status: DependencyStatus):
-    from ..errors import SpineSegError
-
     version = ".".join(str(v) for v in MINIMUM_SLICER_VERSION)
     return SpineSegError(
         f"packages that come with Slicer do not fit: {'; '.join(status.bundled_unsuitable)}",
@@ -339,8 +338,6 @@ def ensure_dependencies(
     Raises:
         SpineSegError: a bundled package does not fit (never replaced), or installing did not provide a package.
     """
-    from ..errors import SpineSegError
-
     status = check_dependencies(requirements, torch_requirement=torch_requirement)
     if status.bundled_unsuitable:
         raise _bundled_error(status)

@@ -17,7 +17,9 @@ import numpy as np
 
 from ..atomic import atomic_path
 from ..errors import SpineSegError
+from ..io import write_volume
 from .mrml_adapter import LABEL_VALUE_TAG
+from .volume_nodes import volume_from_node
 
 __all__ = [
     "export_stl",
@@ -182,8 +184,6 @@ def iter_segment_masks(segmentation_node, segment_ids: Sequence[str], *, referen
     """
     import slicer
 
-    from .volume_nodes import volume_from_node
-
     scene = segmentation_node.GetScene()
     _segments_logic(scene)
     image = reference_volume_node.GetImageData()
@@ -216,8 +216,6 @@ def labelmap_from_segmentation(segmentation_node, *, reference_volume_node, worl
         world: Geometry with the reference volume's parent transform composed in (as the pipeline sees the
             input), else the volume's own local grid (as its file has it).
     """
-    from .volume_nodes import volume_from_node
-
     reference = volume_from_node(reference_volume_node, world=world)
     out = np.zeros(reference.shape, dtype=np.int32)
     values = segment_label_values(segmentation_node)
@@ -240,8 +238,6 @@ def export_labelmap_nrrd(
     The grid is the volume's own (local) one, as in the volume's own file, so the two overlay in any viewer;
     label values as in :func:`labelmap_from_segmentation` (VerSe codes or 1..N, disc and canal values).
     """
-    from ..io import write_volume
-
     labels = labelmap_from_segmentation(segmentation_node, reference_volume_node=reference_volume_node)
     return write_volume(labels, path)  # atomic
 

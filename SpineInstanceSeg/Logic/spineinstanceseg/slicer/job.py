@@ -26,9 +26,13 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from ..io import read_label_map, write_volume
 from ..pipeline.options import SegmentOptions
-from ..pipeline.result import SegmentationResult, VertebraRecord
+from ..results import SegmentationResult, VertebraRecord
+from .mrml_adapter import add_result_to_scene
 from .process_runner import ProcessRunner
+from .segment_mask import mask_from_segmentation
+from .volume_nodes import volume_from_node
 
 __all__ = [
     "SegmentJob",
@@ -157,8 +161,6 @@ def read_case_result(case_dir: str | os.PathLike[str]) -> SegmentationResult:
     Raises:
         InputError: the folder has no complete report or misses a label map.
     """
-    from ..io import read_label_map
-
     case_dir = Path(case_dir)
     reports = sorted(case_dir.glob("*_report.json"))
     if not reports:
@@ -259,9 +261,6 @@ class SegmentJob:
 
     def start(self) -> None:
         """Write the inputs and start the child process; returns at once."""
-        from ..io import write_volume
-        from .volume_nodes import volume_from_node
-
         image = volume_from_node(self.volume_node, world=True)
         self.temp_dir = Path(tempfile.mkdtemp(prefix="SpineInstanceSeg-"))
         try:
@@ -293,13 +292,9 @@ class SegmentJob:
         A labelmap node keeps ``options.mask_convention``; a segmentation node is read segment by segment by
         name and terminology (:mod:`.segment_mask`) into semantic classes, and the mapping is logged.
         """
-        from .volume_nodes import volume_from_node
-
         if not self.mask_node.IsA("vtkMRMLSegmentationNode"):
             mask = volume_from_node(self.mask_node, world=True, is_label=True)
             return mask, self.options.mask_convention
-        from .segment_mask import mask_from_segmentation
-
         read = mask_from_segmentation(self.mask_node, reference_volume_node=self.volume_node, world=True)
         self._on_log(f"stage 1 from segmentation {self.mask_node.GetName()!r}:")
         for mapped in (*read.segments, *read.ignored):
@@ -357,8 +352,6 @@ class SegmentJob:
             self.error = (errors or lines or [f"the segmentation process ended with code {code}"])[-1]
         else:
             try:
-                from .mrml_adapter import add_result_to_scene
-
                 result = read_case_result(self._results_root() / self.case_name)
                 self.nodes = add_result_to_scene(
                     result,

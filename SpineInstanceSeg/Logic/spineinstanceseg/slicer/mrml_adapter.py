@@ -19,7 +19,13 @@ import numpy as np
 
 from ..errors import InputError
 from ..volume import Volume
-from .volume_nodes import RAS_FROM_LPS, ijk_to_ras_matrix, numpy_to_vtk_matrix, parent_to_world_matrix
+from .volume_nodes import (
+    RAS_FROM_LPS,
+    ijk_to_ras_matrix,
+    node_geometry,
+    numpy_to_vtk_matrix,
+    parent_to_world_matrix,
+)
 
 __all__ = [
     "SegmentInfo",
@@ -82,6 +88,7 @@ def segment_infos_from_result(result, *, include_semantic: bool = True) -> tuple
         ``(layers, segments)``: layers are label volumes on the result's grid; vertebrae carry their centroid
         and confidence.
     """
+    # lazy: the output writers (pynrrd) load when a result is shown, not when the module imports this adapter
     from ..outputs.segments import segment_table
 
     table = segment_table(result, include_semantic=include_semantic)
@@ -108,8 +115,6 @@ def segment_infos_from_result(result, *, include_semantic: bool = True) -> tuple
 
 def _check_grid(layer: Volume, reference_node) -> None:
     """The labels must be on the reference volume's (world) grid: same shape and geometry."""
-    from .volume_nodes import node_geometry
-
     image = reference_node.GetImageData()
     dims = tuple(image.GetDimensions()) if image is not None else None
     if dims != tuple(layer.shape):

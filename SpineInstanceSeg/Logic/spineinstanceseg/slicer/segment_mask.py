@@ -26,7 +26,9 @@ from ..errors import InputError
 from ..levels import level_name
 from ..semantic import CANAL, DISC, SACRUM, SEMANTIC_LABELS, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
+from .exports import iter_segment_masks
 from .mrml_adapter import KIND_TAG
+from .volume_nodes import volume_from_node
 
 __all__ = ["MappedSegment", "SegmentationMask", "map_segments", "mask_from_segmentation"]
 
@@ -145,9 +147,6 @@ def mask_from_segmentation(segmentation_node, *, reference_volume_node, world: b
     Raises:
         InputError: see :func:`map_segments`.
     """
-    from .exports import iter_segment_masks
-    from .volume_nodes import volume_from_node
-
     used, ignored = map_segments(segmentation_node)
     reference = volume_from_node(reference_volume_node, world=world)
     semantic = np.zeros(reference.shape, dtype=np.uint8)

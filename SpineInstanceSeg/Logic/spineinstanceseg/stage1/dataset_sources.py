@@ -29,11 +29,14 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import full_suffix
+from ..conventions import to_internal
+from ..conventions.derived import derive_training_labels
 from ..errors import InputError
 from ..io import READABLE_SUFFIXES, read_label_map
 from ..levels import SACRUM_CODE
 from ..semantic import CANAL, DISC, SACRUM, UNLABELLED, VERTEBRA
 from ..volume import Volume
+from .sources import align_mask
 
 __all__ = ["SourceCase", "SOURCE_KINDS", "find_cases", "declared_classes", "semantic_labels", "default_channel_name"]
 
@@ -170,13 +173,9 @@ def semantic_labels(kind: str, case: SourceCase) -> Volume:
     """The case's label map converted to internal semantic classes (uint8; ``UNLABELLED`` where unknown)."""
     labels = read_label_map(case.label)
     if kind in ("phantom", "generic"):
-        from ..pipeline.validate import align_mask
-
         known = labels.with_array(np.where(np.asarray(labels.array) == UNLABELLED, 0, labels.array))
         align_mask(known, known, source=str(case.label))  # raises InputError on non-semantic values
         return labels.as_label(dtype="uint8")
-    from ..conventions import to_internal
-
     if kind == "verse":
         return verse_training_labels(labels)
     return to_internal(labels, kind).semantic
@@ -185,8 +184,6 @@ def semantic_labels(kind: str, case: SourceCase) -> Volume:
 def verse_training_labels(instances: Volume) -> Volume:
     """A VerSe mask as training labels: vertebrae, derived discs and canal, the sacrum where labelled, and
     ``UNLABELLED`` where the mask cannot tell (see :mod:`spineinstanceseg.conventions.derived`)."""
-    from ..conventions.derived import derive_training_labels
-
     derived = derive_training_labels(instances)
     semantic = np.array(derived.semantic.array, dtype=np.uint8)
     semantic[derived.unknown] = UNLABELLED

@@ -18,13 +18,16 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import numpy as np
+import torch
 
+from ..conventions import to_internal
 from ..devices import is_out_of_memory, out_of_memory_warning, release_cached_memory, resolve_device
 from ..errors import CancelledError, InputError, ModelError
 from ..orientation import from_canonical, to_canonical
 from ..progress import Progress
 from ..semantic import SEMANTIC_LABELS, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
+from . import nnunet_adapter
 from .body_crop import body_box
 from .model_card import ModelCard, classes_from_label_names, read_card, verify_checksums
 
@@ -154,8 +157,6 @@ def _on_cpu_for_one_call(predictor) -> Iterator[None]:
     The network's weights go back to where they were (a few MB); the GPU memory of the failed attempt is
     released first, so the next case starts on the GPU with a clean cache.
     """
-    import torch
-
     device, on_device = predictor.device, predictor.perform_everything_on_device
     weights_on = next(predictor.network.parameters(), torch.empty(0)).device
     release_cached_memory(device)
@@ -219,10 +220,8 @@ class Stage1Model:
             for rel in verify_checksums(self.card, self.folder, files=files):
                 log.warning("%s: %s is not listed in the model card; not verified", self.folder, rel)
         if self.card is not None and self.card.weights_only:
-            from .nnunet_adapter import check_weights_only
-
             for rel in files:
-                check_weights_only(self.folder / rel)
+                nnunet_adapter.check_weights_only(self.folder / rel)
         default_orientation = self.dataset_json.get("spineinstanceseg", {}).get("orientation", "as_is")
         self.orientation = self.card.input_orientation if self.card is not None else default_orientation
         self.resolved_device = resolve_device(device)
@@ -236,8 +235,6 @@ class Stage1Model:
         self._predictor = self._load(self.resolved_device.torch_device())
 
     def _load(self, device):
-        from . import nnunet_adapter
-
         return nnunet_adapter.load_predictor(
             self.folder,
             folds=self.folds,
@@ -275,8 +272,6 @@ class Stage1Model:
     # ------------------------------------------------------------------ prediction
     def predict_labels(self, image: Volume | Sequence[Volume], *, progress: Progress | None = None) -> Volume:
         """The model's own label values on the input grid (before mapping to our classes)."""
-        from . import nnunet_adapter
-
         progress = progress or Progress()
         channels = check_channels(image, self.channels)
         reference = channels[0]
@@ -337,8 +332,6 @@ class Stage1Model:
         """
         labels = self.predict_labels(image, progress=progress)
         if self._lut is None:
-            from ..conventions import to_internal
-
             return to_internal(labels, self.card.convention).semantic  # type: ignore[union-attr]
         values = np.asarray(labels.array)
         if values.size and int(values.max()) >= self._lut.size:

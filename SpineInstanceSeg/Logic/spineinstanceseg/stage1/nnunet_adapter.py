@@ -9,16 +9,22 @@ with spacing reversed to match, i.e. exactly ``numpy.transpose(volume.array, (2,
 preprocessing (crop, normalise, resample to the plans' spacing), sliding-window inference with Gaussian
 weighting and mirroring, and resampling back to the input shape.
 
-nnU-Net prints progress to stdout; those lines are sent to this module's logger at DEBUG level instead.
+nnU-Net prints progress to stdout, even with its verbose flags off (which we pass): the CPU notice of the
+predictor, each trainer-folder search. During our calls those lines go to this module's logger at DEBUG level
+instead (:func:`nnunet_prints_to_log`); ``sys.stdout`` is never replaced, so other threads and other callers of
+nnU-Net print as before. The ``nnUNet_*`` environment variables a call needs are set for that call only
+(:func:`.environment.nnunet_environment`).
 """
 
 from __future__ import annotations
 
+import builtins
 import contextlib
-import io
 import logging
+import sys
 import warnings
 from collections.abc import Callable, Iterator, Sequence
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
@@ -33,14 +39,13 @@ from nnunetv2.inference.export_prediction import convert_predicted_logits_to_seg
 from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from ..errors import ModelError
-from .environment import ensure_data_workers, register_trainers
+from .environment import data_worker_variables, nnunet_environment, trainer_variables
 
 __all__ = [
     "NNUNET_VERSION",
     "PatchCallback",
     "check_weights_only",
     "load_predictor",
-    "predictor_to_cpu",
     "predict_array",
     "plan_and_preprocess",
     "train_fold",
@@ -58,21 +63,40 @@ except Exception:  # pragma: no cover - metadata missing in odd installs
 # (fold_index, n_folds, patches_done, patches_total); may raise CancelledError to stop the prediction.
 PatchCallback = Callable[[int, int, int, int], None]
 
+# Whether nnU-Net's prints in the current thread (context) go to the log: set only inside nnunet_prints_to_log().
+_PRINTS_TO_LOG: ContextVar[bool] = ContextVar("spineinstanceseg_nnunet_prints_to_log", default=False)
 
-class _LogWriter(io.TextIOBase):
-    """A file-like object that turns nnU-Net's prints into DEBUG log lines."""
+# timm, which nnU-Net's trainer search imports, triggers torch's deprecation notice of torch.jit.interface: noise in
+# a user's console that says nothing about their run. Filtered once, for exactly that message; a warnings filter
+# switched on and off around a call (catch_warnings) would not be thread-safe.
+warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
 
-    def write(self, text: str) -> int:
-        for line in text.splitlines():
+
+def _nnunet_print(*values: object, sep: str | None = " ", end: str | None = "\n", file=None, flush=False) -> None:
+    """nnU-Net's ``print``: a DEBUG log line inside :func:`nnunet_prints_to_log`, else exactly ``builtins.print``."""
+    if _PRINTS_TO_LOG.get() and file in (None, sys.stdout):
+        for line in (" " if sep is None else sep).join(str(v) for v in values).splitlines():
             if line.strip():
                 log.debug("nnU-Net: %s", line.rstrip())
-        return len(text)
+        return
+    builtins.print(*values, sep=sep, end=end, file=file, flush=flush)
 
 
 @contextlib.contextmanager
-def quiet_stdout() -> Iterator[None]:
-    with contextlib.redirect_stdout(_LogWriter()):
+def nnunet_prints_to_log() -> Iterator[None]:
+    """Inside the block, what nnU-Net prints to stdout in this thread goes to the DEBUG log.
+
+    nnU-Net's modules (those imported so far) get :func:`_nnunet_print` as their ``print``: it behaves exactly like
+    ``print`` everywhere except inside this block in this thread, so nothing else in the process changes.
+    """
+    for name, module in list(sys.modules.items()):
+        if name.partition(".")[0] == "nnunetv2" and module is not None and vars(module).get("print") is None:
+            module.print = _nnunet_print  # type: ignore[attr-defined]
+    token = _PRINTS_TO_LOG.set(True)
+    try:
         yield
+    finally:
+        _PRINTS_TO_LOG.reset(token)
 
 
 class _ProgressPredictor(nnUNetPredictor):
@@ -135,11 +159,8 @@ def load_predictor(
     use_mirroring: bool = True,
 ) -> nnUNetPredictor:
     """An initialised nnU-Net predictor for a trained model folder (weights of all ``folds`` kept in memory)."""
-    register_trainers()  # the checkpoint names its trainer class; ours are found through nnUNet_extTrainer
-    # nnU-Net finds the trainer class by importing every trainer module, some of which import timm, which warns
-    # about torch.jit.interface: noise in a user's console that says nothing about their run.
-    with quiet_stdout(), warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
+    # the checkpoint names its trainer class; ours are found through nnUNet_extTrainer
+    with nnunet_environment(trainer_variables()), nnunet_prints_to_log():
         predictor = _ProgressPredictor(
             tile_step_size=tile_step_size,
             use_gaussian=True,
@@ -152,15 +173,6 @@ def load_predictor(
         )
         predictor.initialize_from_trained_model_folder(str(folder), tuple(folds), checkpoint_name=checkpoint)
     return predictor
-
-
-def predictor_to_cpu(predictor: nnUNetPredictor) -> None:
-    """Move a predictor to the CPU (after a CUDA out-of-memory error)."""
-    predictor.device = torch.device("cpu")
-    predictor.perform_everything_on_device = False
-    predictor.network = predictor.network.to("cpu")
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 def predict_array(
@@ -183,7 +195,7 @@ def predict_array(
     properties = {"spacing": [float(s) for s in spacing_zyx]}
     if isinstance(predictor, _ProgressPredictor):
         predictor.reset_progress(on_patch)
-    with quiet_stdout():
+    with nnunet_prints_to_log():
         adapter = PreprocessAdapterFromNpy(
             [np.asarray(data, dtype=np.float32)],
             None,
@@ -232,8 +244,7 @@ def plan_and_preprocess(
     from nnunetv2.paths import nnUNet_preprocessed
     from nnunetv2.utilities.dataset_name_id_conversion import convert_id_to_dataset_name
 
-    ensure_data_workers()
-    with quiet_stdout():
+    with nnunet_environment(data_worker_variables()), nnunet_prints_to_log():
         extract_fingerprints(
             [int(dataset_id)],
             num_processes=num_processes,
@@ -278,14 +289,13 @@ def train_fold(
     """
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
-    register_trainers()
-    ensure_data_workers()
-    nnunet_trainer = get_trainer_from_args(
-        str(dataset_id), configuration, fold, trainer, plans_identifier, resume, device=device
-    )
-    weights = str(pretrained_weights) if pretrained_weights is not None else None
-    maybe_load_checkpoint(nnunet_trainer, resume, False, weights)
-    nnunet_trainer.run_training()
-    if validate:
-        nnunet_trainer.perform_actual_validation(False)
-    return Path(nnunet_trainer.output_folder_base)
+    with nnunet_environment({**trainer_variables(), **data_worker_variables()}):
+        nnunet_trainer = get_trainer_from_args(
+            str(dataset_id), configuration, fold, trainer, plans_identifier, resume, device=device
+        )
+        weights = str(pretrained_weights) if pretrained_weights is not None else None
+        maybe_load_checkpoint(nnunet_trainer, resume, False, weights)
+        nnunet_trainer.run_training()  # nnU-Net's training log stays on stdout: a training's progress report
+        if validate:
+            nnunet_trainer.perform_actual_validation(False)
+        return Path(nnunet_trainer.output_folder_base)

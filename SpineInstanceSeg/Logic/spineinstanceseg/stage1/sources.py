@@ -1,35 +1,45 @@
-"""Stage-1 sources for the pipeline (the ``Stage1Source`` protocol of :mod:`spineinstanceseg.pipeline.sources`).
+"""Stage-1 sources: what turns an image into the semantic mask that stage 2 splits.
 
+* :class:`Stage1Source`: the protocol the pipeline (:func:`spineinstanceseg.pipeline.segment`) calls;
 * :class:`NnUNetSource`: a trained nnU-Net v2 model (:class:`.model.Stage1Model`), e.g. the bundled one;
-* :class:`~spineinstanceseg.pipeline.sources.MaskSource`: an existing semantic mask file (any tool or manual, any
-  supported label convention) used in place of stage 1 (re-exported here);
+* :class:`MaskSource`: an existing semantic mask (a file in any supported label convention, or a Volume) used in
+  place of stage 1;
 * :class:`TotalSegmentatorSource`: TotalSegmentator's CT ``total`` or MR ``total_mr`` task, when the user has
   installed the ``TotalSegmentator`` package; its output is converted to our classes.
 
 Each source has a one-line ``description`` that the run's log and report show, so a result always says where its
-semantic mask came from.
+semantic mask came from. :func:`align_mask` puts a given mask on the image grid and checks its labels.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import logging
+import os
 import tempfile
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
+
+from ..conventions import to_internal
 from ..devices import ResolvedDevice, resolve_device
 from ..errors import InputError, ModelError
+from ..hashing import sha256_file
 from ..io import read_label_map, write_volume
-from ..pipeline.sources import MaskSource
-from ..pipeline.validate import align_mask
 from ..progress import Progress
+from ..resample import resample_to_grid
+from ..semantic import SEMANTIC_NAMES
 from ..volume import Volume
 
 __all__ = [
+    "Stage1Source",
     "NnUNetSource",
     "MaskSource",
     "TotalSegmentatorSource",
+    "align_mask",
     "BUNDLED_STAGE1_NAME",
     "bundled_stage1_dir",
     "bundled_stage1_available",
@@ -51,6 +61,82 @@ def bundled_stage1_available() -> bool:
     return (folder / "plans.json").is_file() and any(folder.glob("fold_*/checkpoint_final.pth"))
 
 
+class Stage1Source(Protocol):
+    """Anything that turns an image into a semantic mask on the image grid."""
+
+    description: str  # one line for logs and the report
+
+    def model_info(self) -> dict: ...
+
+    def predict(self, image: Volume, *, progress: Progress) -> tuple[Volume, list[str]]:
+        """Semantic label map on ``image``'s grid, plus warnings for the report."""
+        ...
+
+
+def align_mask(mask: Volume, image: Volume, *, source: str | None = None) -> tuple[Volume, list[str]]:
+    """Put a given semantic mask on the image grid (nearest neighbour) and check its labels.
+
+    Returns:
+        The mask on the image grid and warnings for the report.
+
+    Raises:
+        InputError: the mask holds labels that are not semantic classes, or does not overlap the image.
+    """
+    warnings: list[str] = []
+    values = set(int(v) for v in np.unique(mask.array)) - {0}
+    unknown = sorted(values - set(SEMANTIC_NAMES))
+    if unknown:
+        raise InputError(
+            f"the mask holds label values {unknown} that are not semantic classes "
+            f"({', '.join(f'{k} {v}' for k, v in SEMANTIC_NAMES.items())})",
+            fix="convert it with --mask-convention (e.g. verse, spider, totalseg_total) or relabel it",
+            path=source,
+        )
+    if not mask.same_grid(image):
+        differences = "; ".join(mask.geometry_differences(image))
+        warnings.append(f"the mask was on another grid ({differences}) and was resampled onto the image grid")
+        log.warning(warnings[-1])
+        mask = resample_to_grid(mask, image)
+        if not np.any(mask.array):
+            raise InputError(
+                "the mask does not overlap the image in physical space",
+                fix="pass the mask that belongs to this image (same patient, same series)",
+                path=source,
+            )
+    return mask, warnings
+
+
+@dataclass
+class MaskSource:
+    """A semantic mask given by the user (a file in any supported convention, or a Volume) instead of stage 1.
+
+    Attributes:
+        mask: Path of the mask file or a label :class:`Volume`.
+        convention: Label convention of the mask ("semantic" = our classes; others are converted).
+    """
+
+    mask: str | os.PathLike[str] | Volume
+    convention: str = "semantic"
+    description: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        where = "in-memory mask" if isinstance(self.mask, Volume) else str(self.mask)
+        self.description = f"existing mask {where} (convention {self.convention}); stage 1 was not run"
+
+    def model_info(self) -> dict:
+        if isinstance(self.mask, Volume):
+            return {"name": "existing mask", "path": None, "sha256": None}
+        return {"name": "existing mask", "path": str(self.mask), "sha256": sha256_file(self.mask)}
+
+    def predict(self, image: Volume, *, progress: Progress) -> tuple[Volume, list[str]]:
+        source = None if isinstance(self.mask, Volume) else str(self.mask)
+        mask = self.mask if isinstance(self.mask, Volume) else read_label_map(self.mask)
+        if self.convention != "semantic":
+            mask = to_internal(mask, self.convention).semantic
+        progress.update(1.0, "mask read")
+        return align_mask(mask, image, source=source)
+
+
 class NnUNetSource:
     """Stage 1 by a trained nnU-Net v2 model, loaded once (see :class:`.model.Stage1Model` for the arguments)."""
 
@@ -63,6 +149,7 @@ class NnUNetSource:
         device: str = "auto",
         use_mirroring: bool | None = None,
     ) -> None:
+        # lazy: torch and nnU-Net load only when an nnU-Net model is used (not for a given mask)
         from .model import Stage1Model
 
         self.model = Stage1Model(folder, folds=folds, checkpoint=checkpoint, device=device, use_mirroring=use_mirroring)
@@ -139,8 +226,6 @@ class TotalSegmentatorSource:
 
     def predict(self, image: Volume, *, progress: Progress) -> tuple[Volume, list[str]]:
         from totalsegmentator.python_api import totalsegmentator
-
-        from ..conventions import to_internal
 
         progress.update(0.0, f"TotalSegmentator {self.task}")
         with tempfile.TemporaryDirectory(prefix="spineseg-totalseg-") as tmp:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..devices import resolve_device
 from ..errors import InputError
-from .environment import NnUNetFolders
+from .environment import NnUNetFolders, nnunet_environment
 from .model_card import ModelCard, classes_from_label_names, write_card
 
 __all__ = [
@@ -199,9 +198,59 @@ def train_stage1(
         pretrained_weights: An nnU-Net checkpoint of the same architecture to start from (fine-tuning); not with
             ``resume``.
     """
+    # lazy: torch and nnU-Net load when a training runs; the recipe (plans, schedules) imports without them
     from . import nnunet_adapter as adapter
 
     resolved = resolve_device(device)
+    _check_start(resume, pretrained_weights)
+    folders.create()
+    dataset_folder = _dataset_folder(folders.raw, dataset_id)
+    short = schedule or (QUICK_SCHEDULE if quick else None)
+    trainer = QUICK_TRAINER if short is not None else STANDARD_TRAINER
+    fold_value: int | str = fold if fold == "all" else int(fold)
+    # nnU-Net reads its folders, and our short trainer its schedule, from the environment: set for this call only
+    with nnunet_environment({**folders.variables(), **(short.environment() if short is not None else {})}):
+        if skip_preprocessing:
+            plans = "SpineSegSmallPlans" if short is not None else "nnUNetPlans"
+        else:
+            log.info("planning and preprocessing %s", dataset_folder.name)
+            edit = (lambda p: small_plans(p, short)) if short is not None else None
+            plans = adapter.plan_and_preprocess(dataset_id, num_processes=num_processes, edit_plans=edit)
+        log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans,
+                 resolved.describe())  # fmt: skip
+        model_folder = adapter.train_fold(
+            dataset_id,
+            configuration=CONFIGURATION,
+            fold=fold_value,
+            trainer=trainer,
+            plans_identifier=plans,
+            device=resolved.torch_device(),
+            resume=resume,
+            validate=(short is None) if validate is None else validate,
+            pretrained_weights=pretrained_weights,
+        )
+    notes = [
+        f"fold {fold_value}",
+        _schedule_text(short),
+        f"device {resolved.name}",
+        f"nnunetv2 {adapter.NNUNET_VERSION}",
+        *([f"fine-tuned from {Path(pretrained_weights).name}"] if pretrained_weights else []),
+    ]
+    dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
+    card = write_model_card(
+        model_folder,
+        name=model_name or f"{dataset_folder.name}_{trainer}",
+        training_data=f"{dataset_json.get('numTraining')} cases of {dataset_folder.name}: "
+        f"{dataset_json.get('description', '')}",
+        trainer=trainer,
+        plans=plans,
+        notes=notes,
+    )
+    return TrainResult(model_folder, plans, trainer, card)
+
+
+def _check_start(resume: bool, pretrained_weights: Path | None) -> None:
+    """A training either resumes or starts from given weights, and those weights exist."""
     if resume and pretrained_weights is not None:
         raise InputError(
             "cannot both resume a training and start from pretrained weights",
@@ -210,55 +259,9 @@ def train_stage1(
     if pretrained_weights is not None and not Path(pretrained_weights).is_file():
         raise InputError("the pretrained weights file does not exist", fix="pass a checkpoint_*.pth file",
                          path=pretrained_weights)  # fmt: skip
-    folders.apply()
-    dataset_folder = _dataset_folder(folders.raw, dataset_id)
-    short = schedule or (QUICK_SCHEDULE if quick else None)
-    if short is not None:
-        os.environ.update(short.environment())
-        trainer = QUICK_TRAINER
-    else:
-        trainer = STANDARD_TRAINER
-    fold_value: int | str = fold if fold == "all" else int(fold)
-    if skip_preprocessing:
-        plans = "SpineSegSmallPlans" if short is not None else "nnUNetPlans"
-    else:
-        log.info("planning and preprocessing %s", dataset_folder.name)
-        plans = adapter.plan_and_preprocess(
-            dataset_id,
-            num_processes=num_processes,
-            edit_plans=(lambda p: small_plans(p, short)) if short is not None else None,
-        )
-    log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans,
-             resolved.describe())  # fmt: skip
-    model_folder = adapter.train_fold(
-        dataset_id,
-        configuration=CONFIGURATION,
-        fold=fold_value,
-        trainer=trainer,
-        plans_identifier=plans,
-        device=resolved.torch_device(),
-        resume=resume,
-        validate=(short is None) if validate is None else validate,
-        pretrained_weights=pretrained_weights,
-    )
-    dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
-    schedule_text = (
-        f"{short.epochs} epochs x {short.iterations} iterations, patch {list(short.patch_size)}" if short else
-        "nnU-Net default schedule (1000 epochs x 250 iterations)"
-    )  # fmt: skip
-    card = write_model_card(
-        model_folder,
-        name=model_name or f"{dataset_folder.name}_{trainer}",
-        training_data=f"{dataset_json.get('numTraining')} cases of {dataset_folder.name}: "
-        f"{dataset_json.get('description', '')}",
-        trainer=trainer,
-        plans=plans,
-        notes=[
-            f"fold {fold_value}",
-            schedule_text,
-            f"device {resolved.name}",
-            f"nnunetv2 {adapter.NNUNET_VERSION}",
-            *([f"fine-tuned from {Path(pretrained_weights).name}"] if pretrained_weights else []),
-        ],
-    )
-    return TrainResult(model_folder, plans, trainer, card)
+
+
+def _schedule_text(short: ShortSchedule | None) -> str:
+    if short is None:
+        return "nnU-Net default schedule (1000 epochs x 250 iterations)"
+    return f"{short.epochs} epochs x {short.iterations} iterations, patch {list(short.patch_size)}"

@@ -39,26 +39,79 @@ from ..semantic import DISC, VERTEBRA
 from ..volume import Volume
 from .working_grid import to_working_grid
 
-__all__ = ["Centroid", "VertebraLayout", "find_centroids", "locate_vertebrae", "DEFAULT_WORKING_SPACING_MM"]
+__all__ = [
+    "Centroid",
+    "CentroidParameters",
+    "DEFAULT_PARAMETERS",
+    "VertebraLayout",
+    "find_centroids",
+    "locate_vertebrae",
+    "DEFAULT_WORKING_SPACING_MM",
+]
 
 log = logging.getLogger(__name__)
 
 DEFAULT_WORKING_SPACING_MM = 2.0
-# Plausible centroid-to-centroid distances (vertebra + one disc) in mm, C3 ... L5.
-MIN_PITCH_MM = 12.0
-MAX_PITCH_MM = 48.0
-# pitch ~ this factor x the body's inscribed radius (cervical ~7 mm -> 18 mm, lumbar ~14 mm -> 36 mm).
-_PITCH_PER_BODY_RADIUS = 2.6
-_SPLIT_RATIO = 1.5  # a segment this many pitches long holds more than one vertebra (fused pair: ~1.7)
-_END_EXTRA = 0.15  # end segments start at a body's edge, not mid-disc: add about half a disc (in pitches)
-_MERGE_RATIO = 0.45  # an internal segment shorter than this many pitches is not a vertebra of its own
-_CLEAR_CUT_LEVEL = 0.7  # a minimum this low and this deep is a certain disc space (thin cervical discs ~0.4)
-_CLEAR_CUT_PROMINENCE = 0.3
-_MIN_REGION_FRACTION = 0.08  # regions smaller than this x the median region are fragments, not vertebrae
-# A separate mask component (no body in view, e.g. a spinous process cut by the field of view) is a vertebra
-# when it is at least this fraction of the median vertebra and this many mm^3 (smaller: stage-1 noise).
-_MIN_COMPONENT_FRACTION = 0.03
-_MIN_COMPONENT_MM3 = 1000.0
+
+
+@dataclass(frozen=True)
+class CentroidParameters:
+    """The tuned numbers of centroid finding, in one place.
+
+    They were set by hand on synthetic phantoms (every region, the hard cases: collapsed discs, fused pairs, wedge
+    fractures, vertebra-only masks; 2 mm working grids) and checked on the four real VerSe vertebra masks of
+    ``../shared/data`` (``Testing/test_stage2_centroids.py``); the comments give the anatomy behind them.
+    "Pitch" is the centroid-to-centroid distance of neighbouring vertebrae (one vertebra plus one disc).
+
+    Attributes:
+        min_pitch_mm / max_pitch_mm: Plausible pitches in mm, C3 (12) to L5 (48); every pitch estimate is clipped
+            to them.
+        pitch_per_body_radius: Expected pitch as a multiple of the vertebral body's inscribed radius, where no
+            neighbouring segment shows it (cervical ~7 mm radius -> 18 mm pitch, lumbar ~14 mm -> 36 mm).
+        split_ratio: A segment between two disc spaces this many local pitches long holds more than one vertebra
+            (a fused pair measures ~1.7).
+        end_extra: Pitches added to an end segment, which starts at a body's edge rather than mid-disc (about half
+            a disc).
+        merge_ratio: An internal segment shorter than this many local pitches is a dip inside one vertebra, not a
+            vertebra of its own.
+        clear_cut_level / clear_cut_prominence: A minimum of the vertebra-minus-disc profile at most this low and at
+            least this prominent (fractions of the body cylinder) is a certain disc space (thin cervical discs reach
+            ~0.4).
+        clear_cut_spacing: Certain disc spaces lie at least this many minimum pitches apart (one cut per disc).
+        body_core_fraction: In one axial slice the body is where the distance to the mask's edge is at least this
+            fraction of the slice's maximum (the thickest part of the mask).
+        centre_line_sigma_slices: Gaussian smoothing of the centre line along the superior axis, in slices.
+        radius_window_slices: The body radius is the running maximum over this many slices (about half a lumbar
+            vertebra at 2 mm), so disc-level slices, which hold only thin posterior elements, do not shrink it.
+        cylinder_radius_fraction / min_cylinder_radius_vox: The body cylinder around the centre line has this
+            fraction of the body radius (at least this many voxels); centre-line points farther than that from the
+            first fit are outliers (a slice whose thickest part is a spinous process).
+        min_region_fraction: Seeded regions smaller than this fraction of the median region are fragments.
+        min_component_fraction / min_component_mm3: A mask component that no seed reached (no body in view, e.g. a
+            spinous process cut by the field of view) is a vertebra of its own when it is at least this fraction of
+            the median vertebra and this many mm^3; smaller ones are stage-1 noise.
+    """
+
+    min_pitch_mm: float = 12.0
+    max_pitch_mm: float = 48.0
+    pitch_per_body_radius: float = 2.6
+    split_ratio: float = 1.5
+    end_extra: float = 0.15
+    merge_ratio: float = 0.45
+    clear_cut_level: float = 0.7
+    clear_cut_prominence: float = 0.3
+    clear_cut_spacing: float = 0.75
+    body_core_fraction: float = 0.7
+    centre_line_sigma_slices: float = 4.0
+    radius_window_slices: int = 9
+    cylinder_radius_fraction: float = 0.8
+    min_cylinder_radius_vox: float = 1.5
+    min_region_fraction: float = 0.08
+    min_component_fraction: float = 0.03
+    min_component_mm3: float = 1000.0
+
+
+DEFAULT_PARAMETERS = CentroidParameters()
 
 
 @dataclass(frozen=True)
@@ -92,8 +145,48 @@ class VertebraLayout:
     cuts_mm: tuple[float, ...] = ()
 
 
-# ----------------------------------------------------------------------------------------- centre line
-def _centre_line(vert: NDArray[np.bool_], edt: NDArray) -> tuple[NDArray, NDArray, int]:
+# ----------------------------------------------------------------------------------------- the body column
+@dataclass(frozen=True)
+class _Projection:
+    """Voxels projected onto the nearest centre-line point."""
+
+    s_mm: NDArray  # arc length of the nearest centre-line point of each voxel (mm)
+    inside: NDArray[np.bool_]  # within the body cylinder
+
+
+@dataclass(frozen=True)
+class _BodyColumn:
+    """The column of vertebral bodies on the (cropped) working grid: a dense centre line through the bodies and the
+    body cylinder around it. Lengths in voxels; the line runs from the lowest slice upwards."""
+
+    points: NDArray  # (M, 3) centre-line points
+    arc: NDArray  # (M,) arc length of each point
+    radius: NDArray  # (M,) body radius (inscribed) at each point
+    cylinder: NDArray  # (M,) radius of the body cylinder at each point
+    tree: cKDTree
+
+    def project(self, coords: NDArray, spacing_mm: float) -> _Projection:
+        """Where along the column the voxels ``coords`` (K, 3) lie, and whether they lie in the body cylinder."""
+        dist, k = self.tree.query(coords)
+        # Voxels beyond the ends of the line project onto its end points; keep only those next to them.
+        tangent = np.gradient(self.points, axis=0)
+        tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
+        along = np.abs(((coords - self.points[k]) * tangent[k]).sum(axis=1))
+        inside = (dist <= self.cylinder[k]) & (along <= 1.0)
+        return _Projection(s_mm=self.arc[k] * spacing_mm, inside=inside)
+
+
+def _trace_body_column(vert: NDArray[np.bool_], params: CentroidParameters) -> _BodyColumn:
+    """The centre line through the vertebral bodies of the mask ``vert`` and the body cylinder around it."""
+    edt = ndimage.distance_transform_edt(vert)
+    xy, radius, z0 = _centre_line(vert, edt, params)
+    points, arc = _dense_line(xy, z0)
+    radius_at_points = np.interp(points[:, 2] - z0, np.arange(len(radius)), radius)
+    cylinder = np.maximum(params.min_cylinder_radius_vox, params.cylinder_radius_fraction * radius_at_points)
+    return _BodyColumn(points, arc, radius_at_points, cylinder, cKDTree(points))
+
+
+def _centre_line(vert: NDArray[np.bool_], edt: NDArray, params: CentroidParameters) -> tuple[NDArray, NDArray, int]:
     """Per axial slice (axis 2) the body centre (x, y) and the body's inscribed radius (voxels).
 
     Returns ``(xy, radius, z0)`` for slices ``z0 .. z0 + len(xy) - 1``; slices without mask are interpolated.
@@ -108,20 +201,22 @@ def _centre_line(vert: NDArray[np.bool_], edt: NDArray) -> tuple[NDArray, NDArra
         top = float(e.max())
         if top <= 0:
             continue
-        sel = e >= 0.7 * top
-        ii, jj = np.nonzero(sel)
-        w = e[sel]
+        core = e >= params.body_core_fraction * top  # the thickest part of the slice: its body
+        ii, jj = np.nonzero(core)
+        w = e[core]
         xy[k] = ((ii * w).sum() / w.sum(), (jj * w).sum() / w.sum())
         peak[k] = top
     # Body slices have the thickest cross-sections; weight them much more than disc-level slices.
     weight = peak**3
-    # Radius of the body column: running maximum over about half a lumbar vertebra, then smoothed.
-    radius = ndimage.gaussian_filter1d(ndimage.maximum_filter1d(peak, size=9, mode="nearest"), 2.0, mode="nearest")
-    smooth = _weighted_smooth(xy, weight, sigma=4.0)
-    # Drop points far from the first fit (e.g. a slice whose thickest part is a spinous process), refit.
-    far = np.linalg.norm(xy - smooth, axis=1) > np.maximum(1.5, 0.8 * radius)
-    weight = np.where(far, 0.0, weight)
-    smooth = _weighted_smooth(xy, weight, sigma=4.0) if weight.any() else smooth
+    radius = ndimage.gaussian_filter1d(
+        ndimage.maximum_filter1d(peak, size=params.radius_window_slices, mode="nearest"), 2.0, mode="nearest"
+    )
+    sigma = params.centre_line_sigma_slices
+    smooth = _weighted_smooth(xy, weight, sigma=sigma)
+    # Drop points off the body cylinder of the first fit (e.g. a slice whose thickest part is a spinous process).
+    cylinder = np.maximum(params.min_cylinder_radius_vox, params.cylinder_radius_fraction * radius)
+    weight = np.where(np.linalg.norm(xy - smooth, axis=1) > cylinder, 0.0, weight)
+    smooth = _weighted_smooth(xy, weight, sigma=sigma) if weight.any() else smooth
     return smooth, np.maximum(radius, 1.0), z0
 
 
@@ -137,15 +232,8 @@ def _weighted_smooth(xy: NDArray, weight: NDArray, *, sigma: float) -> NDArray:
     return out
 
 
-# ----------------------------------------------------------------------------------------- profile
-@dataclass(frozen=True)
-class _Projection:
-    s_mm: NDArray  # arc length of the nearest line point of each voxel (mm)
-    inside: NDArray[np.bool_]  # within the body cylinder
-
-
-def _curve(xy: NDArray, z0: int, step: float = 0.25) -> tuple[NDArray, NDArray]:
-    """Dense line points (M, 3) in voxels and their arc length (voxels)."""
+def _dense_line(xy: NDArray, z0: int, step: float = 0.25) -> tuple[NDArray, NDArray]:
+    """Line points (M, 3) every ``step`` slices, in voxels, and their arc length (voxels)."""
     zz = np.arange(0.0, len(xy) - 1 + 1e-9, step)
     pts = np.stack([np.interp(zz, np.arange(len(xy)), xy[:, 0]), np.interp(zz, np.arange(len(xy)), xy[:, 1])], 1)
     pts = np.column_stack([pts, zz + z0])
@@ -153,43 +241,80 @@ def _curve(xy: NDArray, z0: int, step: float = 0.25) -> tuple[NDArray, NDArray]:
     return pts, arc
 
 
-def _project(coords: NDArray, tree: cKDTree, pts: NDArray, arc: NDArray, radius_at: NDArray, spacing: float):
-    dist, k = tree.query(coords)
-    # Voxels beyond the ends of the line project onto its end points; keep only those next to them.
-    tangent = np.gradient(pts, axis=0)
-    tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
-    along = np.abs(((coords - pts[k]) * tangent[k]).sum(axis=1))
-    inside = (dist <= radius_at[k]) & (along <= 1.0)
-    return _Projection(s_mm=arc[k] * spacing, inside=inside)
+# ----------------------------------------------------------------------------------------- the profile
+@dataclass(frozen=True)
+class _Profile:
+    """Vertebra fraction minus disc fraction of the body cylinder along the column (disc spaces are its minima)."""
+
+    values: NDArray  # per arc-length bin
+    positions: NDArray  # bin centres, mm along the column
+    start_mm: float  # the ends of the body column (mm along the column)
+    end_mm: float
+    pitch_mm: NDArray  # expected pitch at each position, where no neighbouring segment shows it
 
 
-def _profile(vert_p: _Projection, disc_p: _Projection | None, radius_mm: NDArray, bins: NDArray, spacing: float):
-    """Vertebra fraction minus disc fraction of the body cylinder per arc-length bin (smoothed)."""
+def _profile_along_column(
+    column: _BodyColumn,
+    vertebra: _Projection,
+    disc: _Projection | None,
+    spacing_mm: float,
+    *,
+    expected_height_mm: float | None,
+    params: CentroidParameters,
+) -> _Profile:
+    """The profile of the vertebra and disc voxels along the body column, in half-voxel bins."""
+    half_voxel = spacing_mm / 2.0
+    # Segment lengths are measured on the body column; posterior elements overhang its ends.
+    body_s = vertebra.s_mm[vertebra.inside] if vertebra.inside.any() else vertebra.s_mm
+    start, end = float(body_s.min()), float(body_s.max())
+    bins = np.arange(start - half_voxel, end + 2 * half_voxel, half_voxel)
+    positions = (bins[:-1] + bins[1:]) / 2
     width = bins[1] - bins[0]
-    expected = np.pi * (radius_mm / spacing) ** 2 * (width / spacing)  # voxels of a full cylinder slab
-    v = np.histogram(vert_p.s_mm[vert_p.inside], bins=bins)[0].astype(float)
-    d = np.zeros_like(v)
-    if disc_p is not None:
-        d = np.histogram(disc_p.s_mm[disc_p.inside], bins=bins)[0].astype(float)
-    sigma = max(1.0, 1.0 * spacing / width)
-    v = ndimage.gaussian_filter1d(v, sigma, mode="constant")
-    d = ndimage.gaussian_filter1d(d, sigma, mode="constant")
-    return np.clip(v / expected, 0, 1) - np.clip(d / expected, 0, 1)
+    arc_mm = column.arc * spacing_mm
+    cylinder_mm = np.interp(positions, arc_mm, column.cylinder * spacing_mm)
+    expected = np.pi * (cylinder_mm / spacing_mm) ** 2 * (width / spacing_mm)  # voxels of a full cylinder slab
+    sigma = max(1.0, 1.0 * spacing_mm / width)  # one voxel
+    filled = {}
+    for name, projection in (("vertebra", vertebra), ("disc", disc)):
+        counts = np.zeros(len(positions))
+        if projection is not None:
+            counts = np.histogram(projection.s_mm[projection.inside], bins=bins)[0].astype(float)
+        filled[name] = np.clip(ndimage.gaussian_filter1d(counts, sigma, mode="constant") / expected, 0, 1)
+    if expected_height_mm is not None:
+        pitch = np.full(len(positions), float(expected_height_mm))
+    else:
+        radius_mm = np.interp(positions, arc_mm, column.radius * spacing_mm)
+        pitch = np.clip(params.pitch_per_body_radius * radius_mm, params.min_pitch_mm, params.max_pitch_mm)
+    return _Profile(filled["vertebra"] - filled["disc"], positions, start, end, pitch)
 
 
-# ----------------------------------------------------------------------------------------- cuts
-def _clear_cuts(profile: NDArray, centres: NDArray, min_pitch: float) -> list[float]:
-    """Arc positions of deep, prominent minima (certain disc spaces), at least ``min_pitch`` mm apart."""
-    idx, _ = find_peaks(-profile, prominence=_CLEAR_CUT_PROMINENCE)
-    good = [(profile[i], centres[i]) for i in idx if profile[i] <= _CLEAR_CUT_LEVEL]
+# ----------------------------------------------------------------------------------------- disc spaces
+def _disc_spaces(profile: _Profile, params: CentroidParameters) -> list[float]:
+    """Positions (mm along the column) of the disc spaces: the certain ones, then merged and split by pitch."""
+    cuts = _clear_cuts(profile, params)
+    cuts = _merge_short_segments(cuts, profile, params)
+    return _split_long_segments(cuts, profile, params)
+
+
+def _clear_cuts(profile: _Profile, params: CentroidParameters) -> list[float]:
+    """Positions of deep, prominent minima (certain disc spaces), at least ``clear_cut_spacing`` pitches apart."""
+    idx, _ = find_peaks(-profile.values, prominence=params.clear_cut_prominence)
+    good = [(profile.values[i], profile.positions[i]) for i in idx if profile.values[i] <= params.clear_cut_level]
+    min_gap = params.min_pitch_mm * params.clear_cut_spacing
     chosen: list[float] = []
     for _, s in sorted(good):  # deepest first; keep one cut per disc space
-        if all(abs(s - c) >= min_pitch for c in chosen):
+        if all(abs(s - c) >= min_gap for c in chosen):
             chosen.append(float(s))
     return sorted(chosen)
 
 
-def _reference_pitch(lengths: list[float], i: int, fallback: float) -> float:
+def _segments(cuts: list[float], profile: _Profile) -> tuple[list[float], list[float]]:
+    """Edges and lengths (mm) of the segments between the column's ends and the cuts."""
+    edges = [profile.start_mm, *cuts, profile.end_mm]
+    return edges, [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+
+
+def _reference_pitch(lengths: list[float], i: int, fallback: float, params: CentroidParameters) -> float:
     """Local pitch for segment ``i``: median length of the (up to) four nearest other segments.
 
     End segments take part with their length plus about half a disc (they start at a body's edge, not in the
@@ -198,63 +323,128 @@ def _reference_pitch(lengths: list[float], i: int, fallback: float) -> float:
     typical = float(np.median(lengths[1:-1])) if len(lengths) > 2 else fallback
     last = len(lengths) - 1
     near = sorted(
-        (abs(j - i), lengths[j] + (_END_EXTRA * typical if j in (0, last) else 0.0))
+        (abs(j - i), lengths[j] + (params.end_extra * typical if j in (0, last) else 0.0))
         for j in range(len(lengths))
         if j != i
     )[:4]
     if not near:
         return fallback
-    return float(np.clip(np.median([length for _, length in near]), MIN_PITCH_MM, MAX_PITCH_MM))
+    return float(np.clip(np.median([length for _, length in near]), params.min_pitch_mm, params.max_pitch_mm))
 
 
-def _refine_cuts(
-    cuts: list[float], profile: NDArray, centres: NDArray, s_lo: float, s_hi: float, fallback: NDArray
-) -> list[float]:
-    """Merge too-short internal segments, then split too-long segments at their weakest points.
+def _merge_short_segments(cuts: list[float], profile: _Profile, params: CentroidParameters) -> list[float]:
+    """Drop a cut until no internal segment is much shorter than its neighbours (a dip inside one vertebra)."""
+
+    def fallback_at(s: float) -> float:
+        return float(np.interp(s, profile.positions, profile.pitch_mm))
+
+    def value_at(s: float) -> float:
+        return float(np.interp(s, profile.positions, profile.values))
+
+    cuts = sorted(cuts)
+    while True:
+        edges, lengths = _segments(cuts, profile)
+        short = [
+            i
+            for i in range(1, len(lengths) - 1)
+            if lengths[i]
+            < params.merge_ratio * _reference_pitch(lengths, i, fallback_at((edges[i] + edges[i + 1]) / 2), params)
+        ]
+        if not short:
+            return cuts
+        i = min(short, key=lambda j: lengths[j])
+        cuts.remove(max((edges[i], edges[i + 1]), key=value_at))  # drop the weaker of its two cuts
+
+
+def _split_long_segments(cuts: list[float], profile: _Profile, params: CentroidParameters) -> list[float]:
+    """Split a segment about k local pitches long (fused pair, collapsed disc) at its k - 1 weakest points.
 
     The pitch references come from the segments between clear cuts only (after merging) and are not updated by
     the splits, so one doubtful split can never shrink the reference of its neighbours and cascade.
     """
-
-    def fallback_at(s: float) -> float:
-        return float(np.interp(s, centres, fallback))
-
-    def value_at(s: float) -> float:
-        return float(np.interp(s, centres, profile))
-
-    cuts = sorted(cuts)
-    while True:  # merge: an internal segment much shorter than its neighbours is a dip inside one vertebra
-        edges = [s_lo, *cuts, s_hi]
-        lengths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
-        short = [
-            i
-            for i in range(1, len(lengths) - 1)
-            if lengths[i] < _MERGE_RATIO * _reference_pitch(lengths, i, fallback_at((edges[i] + edges[i + 1]) / 2))
-        ]
-        if not short:
-            break
-        i = min(short, key=lambda j: lengths[j])
-        cuts.remove(max((edges[i], edges[i + 1]), key=value_at))  # drop the weaker of its two cuts
-
-    edges = [s_lo, *cuts, s_hi]
-    lengths = [b - a for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    edges, lengths = _segments(cuts, profile)
+    positions, values = profile.positions, profile.values
     out = list(cuts)
     for i, length in enumerate(lengths):
-        ref = _reference_pitch(lengths, i, fallback_at((edges[i] + edges[i + 1]) / 2))
-        effective = length + (_END_EXTRA * ref if i in (0, len(lengths) - 1) else 0.0)
-        if effective < _SPLIT_RATIO * ref:
+        fallback = float(np.interp((edges[i] + edges[i + 1]) / 2, positions, profile.pitch_mm))
+        ref = _reference_pitch(lengths, i, fallback, params)
+        effective = length + (params.end_extra * ref if i in (0, len(lengths) - 1) else 0.0)
+        if effective < params.split_ratio * ref:
             continue
         n = max(2, int(round(effective / ref)))
         part = length / n
         for j in range(1, n):
             target = edges[i] + j * part
-            near = np.abs(centres - target) <= 0.25 * part
-            if near.any():
+            near = np.abs(positions - target) <= 0.25 * part
+            if near.any():  # the weakest point near the even split (ties: the one nearest to it)
                 cand = np.nonzero(near)[0]
-                out.append(float(centres[cand[np.argmin(profile[cand] + 1e-3 * np.abs(centres[cand] - target))]]))
+                out.append(float(positions[cand[np.argmin(values[cand] + 1e-3 * np.abs(positions[cand] - target))]]))
             else:
                 out.append(float(target))
     return sorted(out)
+
+
+# ----------------------------------------------------------------------------------------- regions and centroids
+def _grow_vertebra_regions(
+    vert: NDArray[np.bool_], coords: NDArray, on_column: _Projection, cuts: list[float], spacing_mm: float
+) -> NDArray[np.int32]:
+    """One region per segment between disc spaces, grown through the mask from the segment's body.
+
+    Seeds: the body-cylinder voxels of each segment, a little away from the cuts. A flat landscape makes the
+    growth geodesic inside the mask: an arch is reached first through its own pedicles. (Flooding -EDT instead
+    lets thick posterior elements of one vertebra swallow thin ones of the next.)
+    """
+    s = on_column.s_mm
+    edges = np.array([s.min() - 1.0, *cuts, s.max() + 1.0])
+    segment = np.searchsorted(edges, s, side="right")  # 1 .. len(edges)-1
+    margin = np.minimum(spacing_mm, 0.2 * np.diff(edges))
+    core = (s > edges[segment - 1] + margin[segment - 1]) & (s < edges[segment] - margin[segment - 1])
+    markers = np.zeros(vert.shape, np.int32)
+    for select in (on_column.inside & core, core):
+        # Segments whose body is not in the cylinder (cut at the field of view) seed from any of their voxels.
+        missing = np.setdiff1d(np.arange(1, len(edges)), np.unique(markers[markers > 0]))
+        take = select & np.isin(segment, missing)
+        c = coords[take].astype(int)
+        markers[c[:, 0], c[:, 1], c[:, 2]] = segment[take]
+    return watershed(np.zeros(vert.shape, np.uint8), markers, mask=vert).astype(np.int32)
+
+
+def _add_unseeded_components(
+    vert: NDArray[np.bool_], regions: NDArray[np.int32], spacing_mm: float, params: CentroidParameters
+) -> tuple[NDArray[np.int32], int, float]:
+    """Mask components that no seed reached become vertebrae of their own when large enough.
+
+    Returns the regions, how many of them were seeded, and the median seeded region size (voxels).
+    """
+    comp, n_comp = ndimage.label(vert & (regions == 0))
+    n_seeded = int(regions.max())
+    sizes = np.bincount(regions.ravel())[1:]
+    median = float(np.median(sizes[sizes > 0])) if np.any(sizes > 0) else 0.0
+    if n_comp:
+        comp_sizes = np.bincount(comp.ravel())[1:]
+        big = max(params.min_component_fraction * median, params.min_component_mm3 / spacing_mm**3, 1.0)
+        for label, c_label in enumerate(np.nonzero(comp_sizes >= big)[0] + 1, start=n_seeded + 1):
+            regions[comp == c_label] = label
+    return regions, n_seeded, median
+
+
+def _centroids_top_to_bottom(
+    regions: NDArray[np.int32], n_seeded: int, median: float, column: _BodyColumn, params: CentroidParameters
+) -> tuple[NDArray, NDArray[np.int32]]:
+    """Centroids of the regions that are vertebrae, top to bottom, and the regions renumbered in that order
+    (seeded fragments smaller than ``min_region_fraction`` of the median are dropped)."""
+    labels = np.arange(1, int(regions.max()) + 1)
+    sizes = ndimage.sum_labels(np.ones_like(regions), regions, labels)
+    seeded = labels <= n_seeded
+    keep = labels[(sizes >= max(params.min_region_fraction * median, 1)) | ~seeded]
+    cents = np.asarray(ndimage.center_of_mass(np.ones(regions.shape), regions, keep), float).reshape(-1, 3)
+    # Order along the centre line (arc length grows upwards); ties by height.
+    s_of = column.arc[column.tree.query(cents)[1]] if len(cents) else np.zeros(0)
+    order = np.lexsort((-cents[:, 2], -s_of)) if len(cents) else np.zeros(0, int)
+    lut = np.zeros(int(regions.max()) + 1, np.int32)
+    for new, k in enumerate(order, start=1):
+        lut[keep[k]] = new
+    return cents[order], lut[regions]
 
 
 # ----------------------------------------------------------------------------------------- main
@@ -264,6 +454,7 @@ def locate_vertebrae(
     spacing_mm: float,
     disc: NDArray[np.bool_] | None = None,
     expected_height_mm: float | None = None,
+    parameters: CentroidParameters = DEFAULT_PARAMETERS,
 ) -> VertebraLayout:
     """Split a vertebra mask on an isotropic canonical grid into one region per vertebra.
 
@@ -274,100 +465,41 @@ def locate_vertebrae(
         expected_height_mm: Expected centroid-to-centroid distance of neighbouring vertebrae in mm (vertebra
             plus one disc), used where the mask itself does not show it (no neighbouring segment between two
             clear disc spaces to compare with); ``None`` estimates it from the size of the vertebral bodies.
+        parameters: The tuned numbers (:class:`CentroidParameters`).
 
     Returns:
         A :class:`VertebraLayout`; empty (0 centroids) when ``vertebra`` has no voxel.
     """
     vertebra = np.asarray(vertebra, dtype=bool)
-    empty = VertebraLayout(np.zeros((0, 3)), np.zeros(vertebra.shape, np.int32))
     if not vertebra.any():
-        return empty
+        return VertebraLayout(np.zeros((0, 3)), np.zeros(vertebra.shape, np.int32))
     # Crop to the mask (plus a margin) so every array below is small.
     idx = np.argwhere(vertebra)
     lo = np.maximum(idx.min(axis=0) - 2, 0)
     hi = np.minimum(idx.max(axis=0) + 3, vertebra.shape)
     box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
     vert = vertebra[box]
-    disc_c = None if disc is None else np.asarray(disc, dtype=bool)[box] & ~vert
-    sp = float(spacing_mm)
+    spacing = float(spacing_mm)
 
-    edt = ndimage.distance_transform_edt(vert)
-    xy, radius, z0 = _centre_line(vert, edt)
-    pts, arc = _curve(xy, z0)
-    radius_pts = np.interp(pts[:, 2] - z0, np.arange(len(radius)), radius)
-    cyl = np.maximum(1.5, 0.8 * radius_pts)  # cylinder radius in voxels
-    tree = cKDTree(pts)
-    vcoords = np.argwhere(vert).astype(float)
-    vproj = _project(vcoords, tree, pts, arc, cyl, sp)
-    dproj = None
-    if disc_c is not None and disc_c.any():
-        dproj = _project(np.argwhere(disc_c).astype(float), tree, pts, arc, cyl, sp)
-
-    width = sp / 2.0
-    # Segment lengths are measured on the body column; posterior elements overhang its ends.
-    body_s = vproj.s_mm[vproj.inside] if vproj.inside.any() else vproj.s_mm
-    s_lo, s_hi = float(body_s.min()), float(body_s.max())
-    bins = np.arange(s_lo - width, s_hi + 2 * width, width)
-    centres = (bins[:-1] + bins[1:]) / 2
-    radius_mm = np.interp(centres, arc * sp, radius_pts * sp)
-    profile = _profile(vproj, dproj, np.interp(centres, arc * sp, cyl * sp), bins, sp)
-    if expected_height_mm is not None:
-        fallback = np.full(len(centres), float(expected_height_mm))
-    else:
-        fallback = np.clip(_PITCH_PER_BODY_RADIUS * radius_mm, MIN_PITCH_MM, MAX_PITCH_MM)
-    cuts = _clear_cuts(profile, centres, MIN_PITCH_MM * 0.75)
-    cuts = _refine_cuts(cuts, profile, centres, s_lo, s_hi, fallback)
+    column = _trace_body_column(vert, parameters)
+    coords = np.argwhere(vert).astype(float)
+    on_column = column.project(coords, spacing)
+    disc_voxels = None if disc is None else np.asarray(disc, dtype=bool)[box] & ~vert
+    disc_on_column = None
+    if disc_voxels is not None and disc_voxels.any():
+        disc_on_column = column.project(np.argwhere(disc_voxels).astype(float), spacing)
+    profile = _profile_along_column(
+        column, on_column, disc_on_column, spacing, expected_height_mm=expected_height_mm, params=parameters
+    )
+    cuts = _disc_spaces(profile, parameters)
     log.debug("centroid cuts (mm along the centre line): %s", np.round(cuts, 1).tolist())
 
-    # Seeds: the body-cylinder voxels of each segment, a little away from the cuts.
-    edges = np.array([min(s_lo, vproj.s_mm.min()) - 1.0, *cuts, max(s_hi, vproj.s_mm.max()) + 1.0])
-    segment = np.searchsorted(edges, vproj.s_mm, side="right")  # 1 .. len(edges)-1
-    margin = np.minimum(sp, 0.2 * np.diff(edges))
-    seg_lo = edges[segment - 1] + margin[segment - 1]
-    seg_hi = edges[segment] - margin[segment - 1]
-    core = (vproj.s_mm > seg_lo) & (vproj.s_mm < seg_hi)
-    markers = np.zeros(vert.shape, np.int32)
-    for select in (vproj.inside & core, core):
-        # Segments whose body is not in the cylinder (cut at the field of view) seed from any of their voxels.
-        missing = np.setdiff1d(np.arange(1, len(edges)), np.unique(markers[markers > 0]))
-        take = select & np.isin(segment, missing)
-        c = vcoords[take].astype(int)
-        markers[c[:, 0], c[:, 1], c[:, 2]] = segment[take]
-    # Flat landscape = geodesic growth inside the mask: an arch is reached first through its own pedicles.
-    # (Flooding -EDT instead lets thick posterior elements of one vertebra swallow thin ones of the next.)
-    regions = watershed(np.zeros(vert.shape, np.uint8), markers, mask=vert).astype(np.int32)
-
-    # Components of the mask that no seed reached: a vertebra of their own when large enough.
-    comp, n_comp = ndimage.label(vert & (regions == 0))
-    next_label = int(regions.max()) + 1
-    sizes = np.bincount(regions.ravel())[1:]
-    median = float(np.median(sizes[sizes > 0])) if np.any(sizes > 0) else 0.0
-    n_seeded = next_label - 1
-    if n_comp:
-        comp_sizes = np.bincount(comp.ravel())[1:]
-        big = max(_MIN_COMPONENT_FRACTION * median, _MIN_COMPONENT_MM3 / sp**3, 1.0)
-        for c_label in np.nonzero(comp_sizes >= big)[0] + 1:
-            regions[comp == c_label] = next_label
-            next_label += 1
-
-    labels = np.arange(1, int(regions.max()) + 1)
-    sizes = ndimage.sum_labels(np.ones_like(regions), regions, labels)
-    seeded = labels <= n_seeded
-    keep = labels[(sizes >= max(_MIN_REGION_FRACTION * median, 1)) | ~seeded]
-    cents = np.asarray(ndimage.center_of_mass(np.ones(regions.shape), regions, keep), float).reshape(-1, 3)
-    # Order top to bottom along the centre line (arc length grows upwards); ties by height.
-    s_of = arc[tree.query(cents)[1]] if len(cents) else np.zeros(0)
-    order = np.lexsort((-cents[:, 2], -s_of)) if len(cents) else np.zeros(0, int)
-    lut = np.zeros(int(regions.max()) + 1, np.int32)
-    for new, k in enumerate(order, start=1):
-        lut[keep[k]] = new
+    regions = _grow_vertebra_regions(vert, coords, on_column, cuts, spacing)
+    regions, n_seeded, median = _add_unseeded_components(vert, regions, spacing, parameters)
+    centroids, regions = _centroids_top_to_bottom(regions, n_seeded, median, column, parameters)
     out = np.zeros(vertebra.shape, np.int32)
-    out[box] = lut[regions]
-    return VertebraLayout(
-        centroids=cents[order] + lo[None, :],
-        regions=out,
-        cuts_mm=tuple(float(c) for c in cuts),
-    )
+    out[box] = regions
+    return VertebraLayout(centroids=centroids + lo[None, :], regions=out, cuts_mm=tuple(float(c) for c in cuts))
 
 
 def find_centroids(

@@ -90,10 +90,6 @@ class Stage2Config:
         if int(self.base_width) < 1:
             raise ModelError(f"stage-2 base width must be >= 1, got {self.base_width}", fix="use e.g. 16")
 
-    @property
-    def uses_image(self) -> bool:
-        return IMAGE_CHANNEL in self.channels
-
     def to_dict(self) -> dict[str, Any]:
         return {
             "format_version": FORMAT_VERSION,

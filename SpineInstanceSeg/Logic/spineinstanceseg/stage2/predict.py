@@ -64,7 +64,6 @@ class Stage2Result:
         confidence: (N,) DiceFusion agreement per vertebra in [0, 1] (see :mod:`.fusion`); 0 for the remains
             of a vertebra cut by the field of view that :mod:`.edge_fragments` split off (no window confirms them).
         n_windows: Number of windows that went through the network.
-        seed_centroids_lps: (M, 3) the centroids the windows were centred on (LPS mm), top to bottom.
         timings: Seconds per step ("working_grid", "centroids", "network", "fusion", "to_input_grid", "total").
     """
 
@@ -72,7 +71,6 @@ class Stage2Result:
     centroids_lps: NDArray[np.float64]
     confidence: NDArray[np.float64]
     n_windows: int
-    seed_centroids_lps: NDArray[np.float64] = field(default_factory=lambda: np.zeros((0, 3)))
     timings: dict[str, float] = field(default_factory=dict)
 
 
@@ -222,25 +220,52 @@ def split_instances(
         )
     grid = to_working_grid(semantic, spec.spacing_mm)
     work = np.asarray(grid.array)
-    vert = work == VERTEBRA
     progress.update(0.02, "working grid ready")
     timings["working_grid"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    centroids = _find_centroids(semantic, grid, vert, work == DISC)
-    n = len(centroids)
+    centroids = _find_centroids(semantic, grid, work == VERTEBRA, work == DISC)
     timings["centroids"] = time.perf_counter() - t
-    log.info("stage 2: %d vertebra centroids", n)
-    progress.update(0.08, f"{n} vertebra centroids")
+    log.info("stage 2: %d vertebra centroids", len(centroids))
+    progress.update(0.08, f"{len(centroids)} vertebra centroids")
 
     t = time.perf_counter()
     image_w = None
     if IMAGE_CHANNEL in channels and image is not None:
         image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
-    seeds = centroids
     runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
-    labels_w, confidence = np.zeros(work.shape, np.int32), np.zeros(1)
-    timings["fusion"] = 0.0
+    labels_w, confidence, timings["fusion"] = _iterate_windows(
+        runner, centroids, work == VERTEBRA, iterations, progress
+    )
+    timings["network"] = time.perf_counter() - t - timings["fusion"]
+    progress.update(0.92, "windows fused")
+
+    t = time.perf_counter()
+    values, confidence, centroids = _instances_on_input_grid(labels_w, confidence, grid, semantic)
+    dtype = np.int16 if len(centroids) < np.iinfo(np.int16).max else np.int32
+    instances = semantic.with_array(values.astype(dtype), is_label=True)
+    timings["to_input_grid"] = time.perf_counter() - t
+    timings["total"] = time.perf_counter() - t_start
+    progress.update(1.0, f"{len(centroids)} vertebrae")
+    return Stage2Result(
+        instances=instances,
+        centroids_lps=centroids,
+        confidence=confidence,
+        n_windows=runner.n_windows,
+        timings=timings,
+    )
+
+
+def _iterate_windows(
+    runner: _WindowRunner, centroids: NDArray, vert: NDArray[np.bool_], iterations: int, progress: Progress
+) -> tuple[NDArray[np.int32], NDArray[np.float64], float]:
+    """The local window iteration: windows on the centroids, fusion, windows moved onto the fused vertebrae's
+    consensus centroids, until none moves or ``iterations`` passes ran.
+
+    Returns the fused labels on the working grid, their confidence, and the seconds spent in fusion.
+    """
+    labels_w, confidence = np.zeros(vert.shape, np.int32), np.zeros(1)
+    fusion_s = 0.0
     passes = max(1, int(iterations))
     for k in range(passes):
         if not len(centroids):  # the vertebra voxels vanished on the working grid (a sliver): one vertebra
@@ -249,39 +274,29 @@ def split_instances(
         preds = runner.run(centroids, pass_progress, label=f"pass {k + 1}/{passes}" if passes > 1 else "")
         t_fusion = time.perf_counter()
         fused = dice_fusion(preds, n_vertebrae=len(centroids), vertebra_mask=vert)
-        timings["fusion"] += time.perf_counter() - t_fusion
+        fusion_s += time.perf_counter() - t_fusion
         labels_w, confidence = fused.labels, fused.confidence
         moved = _recentred(fused.consensus_centroids, centroids)
         if moved is None:
             break
         log.info("stage 2: pass %d moved windows (%d -> %d vertebrae); iterating", k + 1, len(centroids), len(moved))
         centroids = moved
-    timings["network"] = time.perf_counter() - t - timings["fusion"]
-    n_windows = runner.n_windows
-    progress.update(0.92, "windows fused")
+    return labels_w, confidence, fusion_s
 
-    t = time.perf_counter()
-    out = labels_to_input_grid(labels_w, grid, np.asarray(grid.canonical.array) == VERTEBRA)
-    values = np.asarray(out.array)
+
+def _instances_on_input_grid(
+    labels_w: NDArray[np.int32], confidence: NDArray, grid: WorkingGrid, semantic: Volume
+) -> tuple[NDArray, NDArray[np.float64], NDArray[np.float64]]:
+    """The fused labels on the input grid, the edge fragments split off, numbered top to bottom.
+
+    Returns ``(labels, confidence, centroids_lps)``; every stage-1 vertebra voxel has a label.
+    """
+    values = np.asarray(labels_to_input_grid(labels_w, grid, np.asarray(grid.canonical.array) == VERTEBRA).array)
     confidence = np.asarray(confidence, dtype=float)
-    if not values.any():  # see the sliver case above
+    if not values.any():  # the vertebra voxels vanished on the working grid (a sliver): one vertebra
         values = (np.asarray(semantic.array) == VERTEBRA).astype(np.int32)
         confidence = np.zeros(1)
     n_fused = int(values.max())
     values, added = split_edge_fragments(values, semantic, sacrum=np.asarray(semantic.array) == SACRUM)
     confidence = np.concatenate([confidence[:n_fused], np.zeros(added)])
-    values, confidence, centroids = _numbered_top_to_bottom(values, confidence, semantic)
-    n_final = len(centroids)
-    dtype = np.int16 if n_final < np.iinfo(np.int16).max else np.int32
-    instances = semantic.with_array(values.astype(dtype), is_label=True)
-    timings["to_input_grid"] = time.perf_counter() - t
-    timings["total"] = time.perf_counter() - t_start
-    progress.update(1.0, f"{n_final} vertebrae")
-    return Stage2Result(
-        instances=instances,
-        centroids_lps=centroids,
-        confidence=confidence,
-        n_windows=n_windows,
-        seed_centroids_lps=grid.volume.index_to_world(seeds) if n else np.zeros((0, 3)),
-        timings=timings,
-    )
+    return _numbered_top_to_bottom(values, confidence, semantic)

@@ -247,11 +247,6 @@ class SanityResult:
     dropped_pieces: tuple[str, ...] = ()
     measures: InstanceMeasures | None = field(default=None, repr=False)
 
-    @property
-    def naming_allowed(self) -> bool:
-        """True when no anomaly forbids naming levels by counting."""
-        return not self.anomalies
-
     def count(self, action: Action) -> int:
         """How many input instances got ``action``."""
         return sum(d.action == action for d in self.decisions)

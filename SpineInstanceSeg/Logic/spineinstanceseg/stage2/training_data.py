@@ -25,12 +25,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..conventions import to_internal
+from ..conventions.derived import body_cores
 from ..errors import InputError
+from ..io import is_volume_path, read_label_map
 from ..levels import SACRUM_CODE
 from ..orientation import to_canonical
 from ..resample import resample_to_spacing
@@ -39,7 +43,14 @@ from ..volume import Volume
 from .encoding import MASK_CHANNELS, encode_input
 from .windows import WindowSpec
 
-__all__ = ["TrainingCase", "Augmentation", "prepare_case", "semantic_from_instances", "make_sample", "make_batch"]
+__all__ = [
+    "TrainingCase",
+    "Augmentation",
+    "prepare_case",
+    "load_label_cases",
+    "make_sample",
+    "make_batch",
+]
 
 _NEAREST_MAX_VOX = 3.0
 
@@ -87,15 +98,6 @@ class Augmentation:
     @classmethod
     def none(cls) -> Augmentation:
         return cls(0.0, 0.0, (1.0, 1.0), 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0)
-
-
-def semantic_from_instances(instances: NDArray) -> NDArray[np.uint8]:
-    """Semantic mask of an instance map in VerSe codes: vertebra for every label, sacrum for code 26."""
-    inst = np.asarray(instances)
-    sem = np.zeros(inst.shape, dtype=np.uint8)
-    sem[inst > 0] = VERTEBRA
-    sem[inst == SACRUM_CODE] = SACRUM
-    return sem
 
 
 def prepare_case(
@@ -156,8 +158,6 @@ def prepare_case(
 def _bodies(inst: NDArray, labels: tuple[int, ...], spacing_mm: float) -> tuple[NDArray[np.bool_], NDArray]:
     """The vertebral body of every label (see :func:`spineinstanceseg.conventions.derived.body_cores`) and the
     bodies' centroids in ``labels`` order (a vertebra without a body keeps its own centroid)."""
-    from ..conventions.derived import body_cores
-
     bodies = np.zeros(inst.shape, dtype=bool)
     centres = []
     boxes = ndimage.find_objects(inst)
@@ -377,3 +377,39 @@ def make_batch(
         for _ in range(batch_size)
     ]
     return np.stack([p[0] for p in pairs]), np.stack([p[1] for p in pairs])
+
+
+def load_label_cases(folder: str | Path, convention: str, *, spec: WindowSpec) -> list[TrainingCase]:
+    """Prepared training cases from a folder of label maps in ``convention``.
+
+    Args:
+        folder: Every readable label map in it (``"phantom"``: the ``NAME_instances.nii.gz`` /
+            ``NAME_semantic.nii.gz`` pairs that ``spineseg phantom`` writes).
+        convention: A label convention of :mod:`spineinstanceseg.conventions`, or ``"phantom"``.
+        spec: Working grid of the cases.
+
+    Raises:
+        InputError: no such folder, or fewer than two label maps in it (training needs one for validation).
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise InputError("the --labels folder does not exist", fix="pass a folder of label maps", path=folder)
+    cases = []
+    if convention.lower() == "phantom":
+        for inst_path in sorted(folder.glob("*_instances.nii.gz")):
+            sem_path = inst_path.with_name(inst_path.name.replace("_instances.nii.gz", "_semantic.nii.gz"))
+            semantic = read_label_map(sem_path) if sem_path.is_file() else None
+            cases.append(prepare_case(read_label_map(inst_path), semantic, spec=spec, name=inst_path.name))
+    else:
+        for path in sorted(p for p in folder.iterdir() if p.is_file() and is_volume_path(p)):
+            converted = to_internal(read_label_map(path), convention)
+            cases.append(
+                prepare_case(converted.instances, converted.semantic, spec=spec, name=path.name, sacrum_label=None)
+            )
+    if len(cases) < 2:
+        raise InputError(
+            f"found {len(cases)} label map(s) in --labels; training needs at least 2 (one for validation)",
+            fix="check --labels and --convention (phantom folders need NAME_instances.nii.gz files)",
+            path=folder,
+        )
+    return cases

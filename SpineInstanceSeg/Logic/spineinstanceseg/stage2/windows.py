@@ -15,7 +15,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from ..errors import InputError
 
-__all__ = ["WindowSpec", "window_corner", "window_slices", "crop_window", "add_window"]
+__all__ = ["WindowSpec", "window_corner", "window_slices", "crop_window"]
 
 
 @dataclass(frozen=True)
@@ -40,10 +40,6 @@ class WindowSpec:
         if not self.spacing_mm > 0:
             raise InputError(f"working spacing must be > 0 mm, got {self.spacing_mm}", fix="use e.g. 2.0")
         object.__setattr__(self, "size", tuple(int(s) for s in self.size))
-
-    @property
-    def extent_mm(self) -> tuple[float, float, float]:
-        return tuple(s * self.spacing_mm for s in self.size)  # type: ignore[return-value]
 
     def to_dict(self) -> dict:
         return {"size": list(self.size), "spacing_mm": self.spacing_mm}
@@ -92,14 +88,3 @@ def crop_window(array: NDArray, corner: ArrayLike, size: tuple[int, int, int], *
     ell = (Ellipsis,)
     out[ell + win_sl] = array[ell + vol_sl]
     return out
-
-
-def add_window(target: NDArray, window: NDArray, corner: ArrayLike) -> None:
-    """In place: ``target[..., window region] += window`` for the part of the window inside ``target``.
-
-    ``target`` has shape ``(..., X, Y, Z)`` and ``window`` ``(..., *size)``; used to accumulate votes.
-    """
-    size = window.shape[-3:]
-    vol_sl, win_sl = window_slices(corner, size, target.shape[-3:])
-    ell = (Ellipsis,)
-    target[ell + vol_sl] += window[ell + win_sl]

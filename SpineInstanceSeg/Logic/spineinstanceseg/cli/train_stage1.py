@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import replace
 from pathlib import Path
+
+from ..errors import InputError
 
 __all__ = ["add_arguments", "run"]
 
@@ -32,9 +35,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from dataclasses import replace
-
-    from ..errors import InputError
+    # lazy: the training recipe is loaded only by this command, never by `spineseg segment`
     from ..stage1.environment import resolve_folders
     from ..stage1.training import QUICK_SCHEDULE, train_stage1
 

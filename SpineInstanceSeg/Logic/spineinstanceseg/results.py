@@ -1,10 +1,15 @@
-"""What a pipeline run returns: the instance map, the semantic map and one record per vertebra."""
+"""What a segmentation run returns: the instance map, the semantic map and one record per vertebra.
+
+The pipeline (:func:`spineinstanceseg.pipeline.segment`) makes it; the output writers (:mod:`spineinstanceseg.outputs`)
+and the Slicer adapter (:mod:`spineinstanceseg.slicer`) read it. It lives below all of them so that none has to
+import the pipeline to know its result.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..volume import Volume
+from .volume import Volume
 
 __all__ = ["VertebraRecord", "SegmentationResult"]
 

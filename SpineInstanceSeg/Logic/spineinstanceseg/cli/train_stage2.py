@@ -1,7 +1,7 @@
 """Train the stage-2 instance network (multi-scale 3D U-Net with MAFU) from vertebra label maps.
 
 Without --labels it trains on synthetic phantoms generated on the fly. With --labels DIR it reads every label
-map in DIR (.nii.gz, .nii, .mha, .nrrd) in the given --convention (VerSe, SPIDER, TotalSegmentator, ...; see
+map in DIR (.nii.gz, .nii, .nrrd, .mha, ...) in the given --convention (VerSe, SPIDER, TotalSegmentator, ...; see
 `spineinstanceseg.conventions`), or, for --convention phantom, the NAME_instances.nii.gz / NAME_semantic.nii.gz
 pairs written by `spineseg phantom`. Only label maps are needed: the network's input is the semantic mask.
 The model folder to pass to `spineseg segment --stage2-model` is OUT/model.
@@ -18,18 +18,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
-from ..io import read_label_map
 
-if TYPE_CHECKING:  # torch-heavy modules are imported only when training runs, so `spineseg --help` stays fast
-    from .training import TrainSchedule
-    from .training_data import TrainingCase
-from .windows import WindowSpec
+if TYPE_CHECKING:  # the training modules (torch) load only when this command runs
+    from ..stage2.training import TrainSchedule
+    from ..stage2.training_data import TrainingCase
+    from ..stage2.windows import WindowSpec
 
-__all__ = ["add_arguments", "run", "load_label_cases", "phantom_training_cases"]
+__all__ = ["add_arguments", "run", "phantom_training_cases"]
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = (".nii.gz", ".nii", ".mha", ".nrrd")
 _REGIONS = ("lumbar", "thoracolumbar", "whole", "cervical")
 _HARD = (None, "collapsed_disc", "fused", "wedge_fracture")
 
@@ -59,48 +57,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _say(text: str) -> None:
-    # this module is the CLI shell of `spineseg train stage2` (it lives in stage2/ next to what it drives)
     sys.stdout.write(text + "\n")
     sys.stdout.flush()
 
 
-def _label_files(folder: Path) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and p.name.lower().endswith(_SUFFIXES))
-
-
-def load_label_cases(folder: Path, convention: str, *, spec: WindowSpec) -> list[TrainingCase]:
-    """Prepared training cases from a folder of label maps in ``convention`` ("phantom" = phantom file pairs)."""
-    from .training_data import prepare_case
-
-    if not folder.is_dir():
-        raise InputError("the --labels folder does not exist", fix="pass a folder of label maps", path=folder)
-    cases = []
-    if convention.lower() == "phantom":
-        for inst_path in sorted(folder.glob("*_instances.nii.gz")):
-            sem_path = inst_path.with_name(inst_path.name.replace("_instances.nii.gz", "_semantic.nii.gz"))
-            semantic = read_label_map(sem_path) if sem_path.is_file() else None
-            cases.append(prepare_case(read_label_map(inst_path), semantic, spec=spec, name=inst_path.name))
-    else:
-        from ..conventions import to_internal
-
-        for path in _label_files(folder):
-            converted = to_internal(read_label_map(path), convention)
-            cases.append(
-                prepare_case(converted.instances, converted.semantic, spec=spec, name=path.name, sacrum_label=None)
-            )
-    if len(cases) < 2:
-        raise InputError(
-            f"found {len(cases)} label map(s) in --labels; training needs at least 2 (one for validation)",
-            fix="check --labels and --convention (phantom folders need NAME_instances.nii.gz files)",
-            path=folder,
-        )
-    return cases
-
-
 def phantom_training_cases(count: int, *, spec: WindowSpec, first_seed: int = 0) -> list[TrainingCase]:
     """``count`` phantom cases over all regions and hard cases; every third one as a vertebra-only mask."""
+    # lazy: phantom generation and the training data load only when this command trains
     from ..phantom import generate_phantom
-    from .training_data import prepare_case
+    from ..stage2.training_data import prepare_case
 
     cases = []
     for k in range(count):
@@ -115,7 +80,8 @@ def phantom_training_cases(count: int, *, spec: WindowSpec, first_seed: int = 0)
 
 
 def _schedule(args: argparse.Namespace) -> TrainSchedule:
-    from .training import QUICK_SCHEDULE, TrainSchedule
+    # lazy: the training loop (torch) loads only when this command runs
+    from ..stage2.training import QUICK_SCHEDULE, TrainSchedule
 
     base = QUICK_SCHEDULE if args.quick else TrainSchedule()
     values = base.to_dict()
@@ -129,23 +95,33 @@ def _schedule(args: argparse.Namespace) -> TrainSchedule:
     return schedule
 
 
+def _training_cases(args: argparse.Namespace, spec: WindowSpec) -> tuple[list[TrainingCase], str]:
+    """The prepared cases and a line that says what they are."""
+    # lazy: the training data module loads only when this command runs
+    from ..stage2.training_data import load_label_cases
+
+    if args.labels is None:
+        _say(f"no --labels given: generating {args.phantoms} synthetic phantoms")
+        cases = phantom_training_cases(max(2, args.phantoms), spec=spec)
+        return cases, f"{len(cases)} synthetic phantoms"
+    cases = load_label_cases(args.labels, args.convention, spec=spec)
+    return cases, f"{len(cases)} label maps from {args.labels} ({args.convention})"
+
+
 def run(args: argparse.Namespace) -> int:
+    # lazy: torch and the training loop load only when this command runs
     import torch
 
-    from .model import Stage2Config
-    from .training import train_stage2
+    from ..stage2.model import Stage2Config
+    from ..stage2.network import count_parameters
+    from ..stage2.training import train_stage2
+    from ..stage2.windows import WindowSpec
 
     if args.threads:
         torch.set_num_threads(int(args.threads))
     spec = WindowSpec(tuple(args.window), float(args.spacing))
     schedule = _schedule(args)
-    if args.labels is None:
-        _say(f"no --labels given: generating {args.phantoms} synthetic phantoms")
-        cases = phantom_training_cases(max(2, args.phantoms), spec=spec)
-        data = f"{len(cases)} synthetic phantoms"
-    else:
-        cases = load_label_cases(args.labels, args.convention, spec=spec)
-        data = f"{len(cases)} label maps from {args.labels} ({args.convention})"
+    cases, data = _training_cases(args, spec)
     order = np.random.default_rng(args.seed).permutation(len(cases))
     n_val = min(len(cases) - 1, max(1, round(args.val_fraction * len(cases))))
     val = [cases[i] for i in order[:n_val]]
@@ -154,8 +130,6 @@ def run(args: argparse.Namespace) -> int:
                           training={"data": data, "train_cases": [c.name for c in train],
                                     "val_cases": [c.name for c in val]})  # fmt: skip
     network = config.build_network()
-    from .network import count_parameters
-
     _say(f"stage-2 network: {count_parameters(network):,} parameters (base width {args.base_width})")
     _say(f"training on {len(train)} cases, validating on {len(val)}; {schedule.epochs} epochs x "
          f"{schedule.iterations} steps x {schedule.batch_size} windows, Adam lr {schedule.lr:g}")  # fmt: skip
