@@ -30,8 +30,10 @@ real cases it trained on, and ``WORK/loo/<case>`` points every real case at a mo
 
 Resuming: rerun with the same --work. Finished steps are skipped (marker files, final checkpoints); an interrupted
 fold continues from its ``checkpoint_latest.pth`` (saved every 5 epochs). To move training to another session,
-keep WORK/nnunet/nnUNet_results (or the checkpoints committed under ``--resume-from``); everything else is rebuilt
-deterministically.
+keep WORK/nnunet/nnUNet_results, or save the checkpoints with ``--save-state DIR`` (committed in the repo under
+``training-state/stage1``) and pass ``--state DIR`` in the next session: they are copied back where nnU-Net resumes
+from. Everything else is rebuilt deterministically. Saved states hold tensors and plain data only and are read with
+``torch.load(weights_only=True)``; a finished fold keeps its weights only (no optimiser state).
 """
 
 from __future__ import annotations
@@ -251,6 +253,64 @@ def link_loo(export: Path, groups: dict[str, list[str]]) -> Path:
     return loo
 
 
+STATE_FILES = ("checkpoint_final.pth", "checkpoint_latest.pth")
+
+
+def _plain(value):
+    """``value`` with numpy scalars/arrays, devices and tuples-of-those made plain (loadable with weights_only)."""
+    if isinstance(value, dict):
+        return type(value)((k, _plain(v)) for k, v in value.items())
+    if isinstance(value, (list, tuple)):
+        return type(value)(_plain(v) for v in value)
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if type(value).__name__ == "device":
+        return str(value)
+    return value
+
+
+def save_state(model_folder: Path, state: Path) -> None:
+    """Copy each fold's newest checkpoint (final, else latest) into ``state/fold_<f>/`` as plain data."""
+    import torch
+
+    for fold_dir in sorted(model_folder.glob("fold_*")):
+        name = next((n for n in STATE_FILES if (fold_dir / n).is_file()), None)
+        if name is None:
+            continue
+        # our own training output: full unpickling is safe here; what is saved loads with weights_only=True
+        checkpoint = _plain(torch.load(fold_dir / name, map_location="cpu", weights_only=False))
+        if name == "checkpoint_final.pth":
+            checkpoint["optimizer_state"] = None  # a finished fold is only a starting point or an export
+        target = state / fold_dir.name
+        target.mkdir(parents=True, exist_ok=True)
+        for old in STATE_FILES:
+            (target / old).unlink(missing_ok=True)
+        torch.save(checkpoint, target / (name + ".partial"))
+        os.replace(target / (name + ".partial"), target / name)
+        _say(f"saved {fold_dir.name}/{name} (epoch {checkpoint.get('current_epoch')}) to {target}")
+
+
+def restore_state(state: Path, model_folder: Path) -> None:
+    """Put the saved checkpoints back where nnU-Net resumes from, unless the work folder already has newer ones."""
+    import torch
+
+    for saved in sorted(state.glob("fold_*/checkpoint_*.pth")):
+        fold_dir = model_folder / saved.parent.name
+        if (fold_dir / "checkpoint_final.pth").is_file():
+            continue
+        checkpoint = torch.load(saved, map_location="cpu", weights_only=True)
+        latest = fold_dir / "checkpoint_latest.pth"
+        if saved.name == "checkpoint_latest.pth" and latest.is_file():
+            have = torch.load(latest, map_location="cpu", weights_only=False).get("current_epoch", -1)
+            if have >= checkpoint.get("current_epoch", -1):
+                continue
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(saved, fold_dir / saved.name)
+        _say(f"restored {saved.parent.name}/{saved.name} (epoch {checkpoint.get('current_epoch')})")
+
+
 def _schedule(epochs: int, args):
     from spineinstanceseg.stage1.training import ShortSchedule
 
@@ -259,13 +319,12 @@ def _schedule(epochs: int, args):
                          target_spacing=args.spacing)  # fmt: skip
 
 
-def train(fold: str, args, folders, *, start_from: Path | None, epochs: int) -> Path:
-    from spineinstanceseg.stage1.training import QUICK_TRAINER, train_stage1
+def train(fold: str, args, model_folder: Path, folders, *, start_from: Path | None, epochs: int) -> None:
+    from spineinstanceseg.stage1.training import train_stage1
 
-    model_folder = folders.results / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}" / f"{QUICK_TRAINER}__{PLANS}__3d_fullres"
     fold_dir = model_folder / f"fold_{fold}"
     if (fold_dir / "checkpoint_final.pth").is_file():
-        return model_folder
+        return
     resume = (fold_dir / "checkpoint_latest.pth").is_file()
     _say(f"== fold {fold}: {'resuming' if resume else 'training'} ({epochs} epochs)")
     t = time.perf_counter()
@@ -273,7 +332,6 @@ def train(fold: str, args, folders, *, start_from: Path | None, epochs: int) -> 
                  schedule=_schedule(epochs, args), device=args.device, resume=resume, skip_preprocessing=True,
                  model_name=f"stage1_fold_{fold}", pretrained_weights=None if resume else start_from)  # fmt: skip
     _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
-    return model_folder
 
 
 def prepare(args, folders) -> dict[str, list[str]]:
@@ -315,25 +373,34 @@ def main(argv=None) -> int:
     parser.add_argument("--folds", default="0,1,2,3,all", help="fine-tuned folds to train, in this order")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
+    parser.add_argument("--state", type=Path, help="saved training state to resume from (see --save-state)")
+    parser.add_argument("--save-state", type=Path, help="only save the current checkpoints into this folder and stop")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     import torch
 
     from spineinstanceseg.stage1.environment import resolve_folders
+    from spineinstanceseg.stage1.training import QUICK_TRAINER
 
     torch.set_num_threads(max(1, args.threads))
     os.environ.setdefault("nnUNet_n_proc_DA", "1")
     folders = resolve_folders(args.work / "nnunet")
     folders.apply()
+    model_folder = folders.results / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}" / f"{QUICK_TRAINER}__{PLANS}__3d_fullres"
+    if args.save_state:
+        save_state(model_folder, args.save_state)
+        return 0
+    if args.state:
+        restore_state(args.state, model_folder)
     groups = prepare(args, folders)
-    model_folder = train(str(BASE_FOLD), args, folders, start_from=None, epochs=args.base_epochs)
+    train(str(BASE_FOLD), args, model_folder, folders, start_from=None, epochs=args.base_epochs)
     base = model_folder / f"fold_{BASE_FOLD}" / "checkpoint_final.pth"
     export = args.work / "export"
     export.mkdir(exist_ok=True)
     export_fold(model_folder, str(BASE_FOLD), groups, export / f"fold_{BASE_FOLD}")
     for fold in args.folds.split(","):
-        train(fold, args, folders, start_from=base, epochs=args.finetune_epochs)
+        train(fold, args, model_folder, folders, start_from=base, epochs=args.finetune_epochs)
         export_fold(model_folder, fold, groups, export / f"fold_{fold}")
         link_loo(export, groups)
     return 0
