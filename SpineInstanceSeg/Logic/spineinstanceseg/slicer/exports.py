@@ -7,6 +7,7 @@ returns success and writes nothing when the segmentation logic has no scene, so 
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -21,12 +22,15 @@ from ..io import write_volume
 from .mrml_adapter import LABEL_VALUE_TAG
 from .volume_nodes import volume_from_node
 
+log = logging.getLogger(__name__)
+
 __all__ = [
     "export_stl",
     "export_labelmap_nrrd",
     "labelmap_from_segmentation",
     "iter_segment_masks",
     "export_seg_nrrd",
+    "surface_edges",
     "surface_is_closed",
     "segment_label_values",
 ]
@@ -70,27 +74,39 @@ def segment_label_values(segmentation_node) -> dict[str, int]:
     return values
 
 
-def surface_is_closed(path: str | os.PathLike[str]) -> tuple[int, bool]:
-    """``(number of triangles, closed)`` of an STL file (closed = no boundary and no non-manifold edges)."""
+def surface_edges(path: str | os.PathLike[str]) -> tuple[int, int, int]:
+    """``(triangles, boundary edges, non-manifold edges)`` of an STL file.
+
+    A surface without boundary edges is closed (watertight). Non-manifold edges (shared by more than two
+    triangles) are a different matter: Slicer's smoothed closed surfaces of real-shaped vertebrae have a few
+    where voxels touch only along an edge, and printing and CAD tools repair them.
+    """
     import vtk
 
     reader = vtk.vtkSTLReader()
     reader.SetFileName(str(path))
     reader.Update()
-    mesh = reader.GetOutput()
-    cells = int(mesh.GetNumberOfCells())
+    cells = int(reader.GetOutput().GetNumberOfCells())
     if cells == 0:
-        return 0, False
+        return 0, 0, 0
     clean = vtk.vtkCleanPolyData()  # STL repeats vertices per triangle: merge them before looking at edges
-    clean.SetInputData(mesh)
-    edges = vtk.vtkFeatureEdges()
-    edges.SetInputConnection(clean.GetOutputPort())
-    edges.BoundaryEdgesOn()
-    edges.NonManifoldEdgesOn()
-    edges.FeatureEdgesOff()
-    edges.ManifoldEdgesOff()
-    edges.Update()
-    return cells, int(edges.GetOutput().GetNumberOfCells()) == 0
+    clean.SetInputData(reader.GetOutput())
+    counts = []
+    for kind in ("Boundary", "NonManifold"):
+        edges = vtk.vtkFeatureEdges()
+        edges.SetInputConnection(clean.GetOutputPort())
+        for other in ("Boundary", "NonManifold", "Feature", "Manifold"):
+            getattr(edges, f"{other}EdgesOff")()
+        getattr(edges, f"{kind}EdgesOn")()
+        edges.Update()
+        counts.append(int(edges.GetOutput().GetNumberOfCells()))
+    return cells, counts[0], counts[1]
+
+
+def surface_is_closed(path: str | os.PathLike[str]) -> tuple[int, bool]:
+    """``(number of triangles, closed)`` of an STL file (closed = no boundary edges, i.e. no hole)."""
+    cells, boundary, _ = surface_edges(path)
+    return cells, cells > 0 and boundary == 0
 
 
 def export_stl(
@@ -137,13 +153,16 @@ def export_stl(
                     fix="check that the segment is not empty and that the segmentation node is in a scene",
                     path=folder,
                 )
-            cells, closed = surface_is_closed(files[0])
-            if cells == 0 or not closed:
+            cells, holes, non_manifold = surface_edges(files[0])
+            if cells == 0 or holes:
                 raise ExportError(
                     f"the STL surface of segment {name!r} is {'empty' if cells == 0 else 'not closed'}",
                     fix="check the segment in the Segment Editor (it may be empty or touch the volume border)",
                     path=files[0],
                 )
+            if non_manifold:
+                log.warning("STL of %s: closed, with %d non-manifold edges (most printing tools repair these)",
+                            name, non_manifold)  # fmt: skip
             written[name] = files[0]
         final: dict[str, Path] = {}
         for name, path in written.items():
