@@ -1,7 +1,11 @@
-"""Shared pytest fixtures: small volumes with oblique, anisotropic geometry and the shared real data."""
+"""Shared pytest fixtures: small volumes with oblique, anisotropic geometry, the shared real data, and the
+expensive runs that several test modules assert on (each done once per session)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +49,31 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not available: {path} is absent (it lives beside the repo in ../shared/data)")
     return path
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """``spineseg demo`` as a user runs it: the exit code, the case folder and what it printed on stdout."""
+
+    code: int
+    case_dir: Path
+    stdout: str
+
+    def paths(self) -> dict[str, Path]:
+        from spineinstanceseg.outputs.writer import case_paths
+
+        return case_paths(self.case_dir.parent, self.case_dir.name)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """The built-in example through both bundled models (stage-1 mirroring on, as shipped), every output written:
+    the most expensive job of the suite, run once (``test_cli_demo`` and ``test_pipeline_end_to_end`` assert on it)."""
+    from spineinstanceseg.cli.main import main
+    from spineinstanceseg.examples import EXAMPLE_NAME
+
+    out = tmp_path_factory.mktemp("demo") / "demo-output"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", str(out)])
+    return DemoRun(code, out / EXAMPLE_NAME, printed.getvalue())
