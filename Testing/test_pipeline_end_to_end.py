@@ -61,7 +61,11 @@ def test_accuracy_against_ground_truth(oblique_case, request):
         assert (scores.tp, scores.fp, scores.fn) == (8, 0, 0), scores
         assert scores.mean_dice >= 0.95
     else:
-        BUNDLED_ACCURACY
+        # At most the most superior vertebra, cut by the top edge of the view, may be missed; nothing spurious.
+        assert scores.tp >= 6 and scores.fn <= 1 and scores.fp == 0, scores
+        top = min(r.ref_label for r in scores.rows if r.ref_label is not None)
+        assert all(r.ref_label == top for r in scores.rows if r.status == "FN"), scores.rows
+        assert scores.mean_dice_matched >= 0.88
     report = json.loads(paths["report"].read_text())
     names = [v["name"] for v in report["vertebrae"]]
     assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names  # sacrum in view: counted up from it

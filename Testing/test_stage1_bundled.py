@@ -8,21 +8,29 @@ import pytest
 
 from spineinstanceseg.phantom import generate_phantom
 from spineinstanceseg.semantic import VERTEBRA
-from spineinstanceseg.stage1.sources import bundled_source, bundled_stage1_dir
+from spineinstanceseg.stage1.sources import bundled_stage1_dir
 
 
 @pytest.fixture(scope="module")
 def bundled():
+    """As shipped (mirroring on); the process-wide model cache's instance, the one ``spineseg demo`` uses."""
     import torch
 
+    from spineinstanceseg.pipeline.models import load_stage1
+    from spineinstanceseg.pipeline.options import SegmentOptions
+
     torch.set_num_threads(2)
-    return bundled_source(device="cpu")
+    return load_stage1(SegmentOptions(device="cpu"))
 
 
 @pytest.fixture(scope="module")
 def bundled_fast():
-    """Without test-time mirroring (the CLI's --mirroring off): 8x fewer network calls, what the suite can afford."""
-    return bundled_source(device="cpu", use_mirroring=False)
+    """Without test-time mirroring (the CLI's --mirroring off): 8x fewer network calls, what the suite can afford.
+    The process-wide model cache's instance (loaded once for every test that runs it)."""
+    from spineinstanceseg.pipeline.models import load_stage1
+    from spineinstanceseg.pipeline.options import SegmentOptions
+
+    return load_stage1(SegmentOptions(device="cpu", stage1_mirroring=False))
 
 
 def _vertebra_dice(predicted, reference) -> float:
