@@ -77,3 +77,38 @@ def demo_run(tmp_path_factory) -> DemoRun:
     with contextlib.redirect_stdout(printed):
         code = main(["demo", str(out)])
     return DemoRun(code, out / EXAMPLE_NAME, printed.getvalue())
+
+
+@dataclass(frozen=True)
+class SmallCase:
+    """Files of a small spine CT: image, semantic map (stage 1 given with ``--mask``) and instance ground truth."""
+
+    image: Path
+    semantic: Path
+    instances: Path
+    complete_levels: frozenset[int]  # vertebrae entirely in view (VerSe codes)
+    cut_levels: frozenset[int]  # vertebrae cut by the top edge of the view
+
+
+@pytest.fixture(scope="session")
+def small_example(tmp_path_factory) -> SmallCase:
+    """The built-in example cut to its lower 100 of 198 slices: sacrum, L5, L4 and the lower edge of L3.
+
+    For tests of what happens around a run (interrupts, cancels, fallbacks) where the size of the spine does not
+    matter: stage 2 has 3 vertebrae to do instead of 7."""
+    from spineinstanceseg.examples import example_case
+    from spineinstanceseg.io import read_label_map, read_volume, write_volume
+
+    example, folder = example_case(), tmp_path_factory.mktemp("small-example")
+    box = (slice(None), slice(None), slice(0, 100))
+    files = {}
+    for kind, path, reader in (
+        ("image", example.image, read_volume),
+        ("semantic", example.semantic, read_label_map),
+        ("instances", example.instances, read_label_map),
+    ):
+        files[kind] = write_volume(reader(path).crop(box), folder / f"small_{kind}.nii.gz")
+    instances = np.asarray(read_label_map(files["instances"]).array)
+    levels = {int(v) for v in np.unique(instances)} - {0, 26}  # 26: sacrum
+    cut = {v for v in levels if (instances[..., -1] == v).any()}
+    return SmallCase(files["image"], files["semantic"], files["instances"], frozenset(levels - cut), frozenset(cut))
