@@ -45,8 +45,7 @@ def _truth_ras(phantom) -> np.ndarray:
     return np.array([RAS_FROM_LPS[:3, :3] @ np.asarray(c) for c in truth])
 
 
-def _assert_points_at_vertebrae(markups, phantom) -> None:
-    true_ras = _truth_ras(phantom)
+def _assert_points_at_vertebrae(markups, true_ras: np.ndarray) -> None:
     for i in range(markups.GetNumberOfControlPoints()):
         position = np.array(markups.GetNthControlPointPositionWorld(i))
         nearest = float(np.min(np.linalg.norm(true_ras - position, axis=1)))
@@ -81,7 +80,7 @@ def test_segment_volume_with_an_existing_mask(module, phantom, console_run):
     truth = [code for code in phantom.centroids if code != 26]
     assert abs(len(vertebrae) - len(truth)) <= 1, (vertebrae, truth)
     assert nodes.markups.GetNumberOfControlPoints() == len(vertebrae)
-    _assert_points_at_vertebrae(nodes.markups, phantom)
+    _assert_points_at_vertebrae(nodes.markups, _truth_ras(phantom))
     assert nodes.segmentation.GetScene() is volume.GetScene() and nodes.markups.GetScene() is volume.GetScene()
     report = json.loads((out / "phantom" / "phantom_report.json").read_text())  # the CLI's outputs were kept
     assert len(report["vertebrae"]) == len(vertebrae)
@@ -119,18 +118,20 @@ def test_export_stl_button_writes_one_file_per_segment(module, console_run, tmp_
     assert all(Path(p).stat().st_size > 0 for p in files.values())
 
 
-def test_segment_button_logic_runs_the_parameter_node_in_the_background(module, phantom):
+def test_segment_button_logic_runs_the_parameter_node_in_the_background(module, small_example):
     """What "Segment spine" does: the parameter node (existing segmentation as stage 1, CPU, discs and canal
     off) becomes a background job that returns at once, reports progress and hands the result nodes to the
-    widget's callback."""
+    widget's callback. On the small example (sacrum, L5, L4, the lower edge of L3)."""
+    from spineinstanceseg.io import read_label_map, read_volume
+
     logic = module.SpineInstanceSegLogic()
     scene = slicer.mrmlScene
     p = logic.getParameterNode()
     assert logic.inputProblem(p) == "Select an input volume."
-    p.inputVolume = volume_to_node(phantom.image, scene, name="phantom")
+    p.inputVolume = volume_to_node(read_volume(small_example.image), scene, name="small")
     p.modelSource = module.ModelSource.MASK
     assert logic.inputProblem(p) == "Select the existing segmentation to use as stage 1."
-    p.stage1Mask = volume_to_node(phantom.semantic, scene, name="phantom semantic")
+    p.stage1Mask = volume_to_node(read_label_map(small_example.semantic), scene, name="small semantic")
     p.device = module.Device.CPU
     p.includeDiscsAndCanal = False
     assert logic.inputProblem(p) is None
@@ -160,7 +161,15 @@ def test_segment_button_logic_runs_the_parameter_node_in_the_background(module, 
     segmentation = nodes.segmentation.GetSegmentation()
     assert segmentation.GetNumberOfSegments() == len(segment_ids)  # no discs or canal: only vertebrae
     names = [segmentation.GetSegment(s).GetName() for s in segment_ids]
-    assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names  # sacrum in view: levels counted up from it
-    _assert_points_at_vertebrae(nodes.markups, phantom)
+    assert names[-2:] == ["L4", "L5"], names  # sacrum in view: levels counted up from it
+    assert nodes.markups.GetNumberOfControlPoints() == len(segment_ids)
+    truth = read_label_map(small_example.instances)
+    true_ras = np.array(
+        [
+            RAS_FROM_LPS[:3, :3] @ truth.index_to_world(np.argwhere(np.asarray(truth.array) == code).mean(axis=0))
+            for code in small_example.complete_levels | small_example.cut_levels
+        ]
+    )
+    _assert_points_at_vertebrae(nodes.markups, true_ras)
     reference = nodes.segmentation.GetNodeReferenceID(nodes.segmentation.GetReferenceImageGeometryReferenceRole())
     assert reference == p.inputVolume.GetID()
