@@ -62,7 +62,7 @@ class DemoRun:
     def paths(self) -> dict[str, Path]:
         from spineinstanceseg.outputs.writer import case_paths
 
-        return case_paths(self.case_dir.parent, self.case_dir.name)
+        return case_paths(self.case_dir, self.case_dir.name)
 
 
 @pytest.fixture(scope="session")
