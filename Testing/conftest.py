@@ -1,7 +1,11 @@
-"""Shared pytest fixtures: small volumes with oblique, anisotropic geometry and the shared real data."""
+"""Shared pytest fixtures: small volumes with oblique, anisotropic geometry, the shared real data, and the
+expensive runs that several test modules assert on (each done once per session)."""
 
 from __future__ import annotations
 
+import contextlib
+import io
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +49,66 @@ def require_shared_data(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"shared test data not available: {path} is absent (it lives beside the repo in ../shared/data)")
     return path
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """``spineseg demo`` as a user runs it: the exit code, the case folder and what it printed on stdout."""
+
+    code: int
+    case_dir: Path
+    stdout: str
+
+    def paths(self) -> dict[str, Path]:
+        from spineinstanceseg.outputs.writer import case_paths
+
+        return case_paths(self.case_dir, self.case_dir.name)
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory) -> DemoRun:
+    """The built-in example through both bundled models (stage-1 mirroring on, as shipped), every output written:
+    the most expensive job of the suite, run once (``test_cli_demo`` and ``test_pipeline_end_to_end`` assert on it)."""
+    from spineinstanceseg.cli.main import main
+    from spineinstanceseg.examples import EXAMPLE_NAME
+
+    out = tmp_path_factory.mktemp("demo") / "demo-output"
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        code = main(["demo", str(out)])
+    return DemoRun(code, out / EXAMPLE_NAME, printed.getvalue())
+
+
+@dataclass(frozen=True)
+class SmallCase:
+    """Files of a small spine CT: image, semantic map (stage 1 given with ``--mask``) and instance ground truth."""
+
+    image: Path
+    semantic: Path
+    instances: Path
+    complete_levels: frozenset[int]  # vertebrae entirely in view (VerSe codes)
+    cut_levels: frozenset[int]  # vertebrae cut by the top edge of the view
+
+
+@pytest.fixture(scope="session")
+def small_example(tmp_path_factory) -> SmallCase:
+    """The built-in example cut to its lower 100 of 198 slices: sacrum, L5, L4 and the lower edge of L3.
+
+    For tests of what happens around a run (interrupts, cancels, fallbacks) where the size of the spine does not
+    matter: stage 2 has 3 vertebrae to do instead of 7."""
+    from spineinstanceseg.examples import example_case
+    from spineinstanceseg.io import read_label_map, read_volume, write_volume
+
+    example, folder = example_case(), tmp_path_factory.mktemp("small-example")
+    box = (slice(None), slice(None), slice(0, 100))
+    files = {}
+    for kind, path, reader in (
+        ("image", example.image, read_volume),
+        ("semantic", example.semantic, read_label_map),
+        ("instances", example.instances, read_label_map),
+    ):
+        files[kind] = write_volume(reader(path).crop(box), folder / f"small_{kind}.nii.gz")
+    instances = np.asarray(read_label_map(files["instances"]).array)
+    levels = {int(v) for v in np.unique(instances)} - {0, 26}  # 26: sacrum
+    cut = {v for v in levels if (instances[..., -1] == v).any()}
+    return SmallCase(files["image"], files["semantic"], files["instances"], frozenset(levels - cut), frozenset(cut))

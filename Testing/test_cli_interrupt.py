@@ -1,11 +1,12 @@
-"""Ctrl-C during `spineseg segment` / `spineseg batch`: exit code 130, no partial case folder, a batch summary."""
+"""Ctrl-C during `spineseg segment` / `spineseg batch`: exit code 130, no partial case folder, a batch summary.
+
+The segment runs use the small example (conftest ``small_example``): what is tested happens after stage 2."""
 
 from __future__ import annotations
 
 import csv
 
 from spineinstanceseg.cli.main import EXIT_INTERRUPTED, main
-from spineinstanceseg.examples import example_case
 from spineinstanceseg.outputs import writer
 from spineinstanceseg.pipeline import batch
 from spineinstanceseg.pipeline.batch import SUMMARY_NAME, CaseOutcome
@@ -15,8 +16,8 @@ def _leftovers(out) -> list[str]:
     return sorted(p.name for p in out.rglob("*")) if out.exists() else []
 
 
-def test_ctrl_c_while_writing_a_case_exits_130_and_leaves_nothing(tmp_path, monkeypatch, capsys):
-    case = example_case()
+def test_ctrl_c_while_writing_a_case_exits_130_and_leaves_nothing(small_example, tmp_path, monkeypatch, capsys):
+    case = small_example
     written_before_the_interrupt: list[str] = []
     real_write_volume = writer.write_volume
 
@@ -56,7 +57,7 @@ def test_ctrl_c_during_a_batch_exits_130_and_writes_the_summary(tmp_path, monkey
     assert not [p for p in out.iterdir() if p.name != SUMMARY_NAME]
 
 
-def test_writing_a_case_reports_progress_and_a_cancel_there_leaves_nothing(tmp_path):
+def test_writing_a_case_reports_progress_and_a_cancel_there_leaves_nothing(small_example, tmp_path):
     import pytest
 
     from spineinstanceseg.errors import CancelledError
@@ -64,7 +65,7 @@ def test_writing_a_case_reports_progress_and_a_cancel_there_leaves_nothing(tmp_p
     from spineinstanceseg.pipeline.segment_file import segment_file
     from spineinstanceseg.progress import CancelToken
 
-    case = example_case()
+    case = small_example
     options = SegmentOptions(mask=str(case.semantic), device="cpu")
     token = CancelToken()
     steps: list[str] = []

@@ -20,7 +20,6 @@ from spineinstanceseg.cli.main import main
 from spineinstanceseg.devices import ResolvedDevice, is_out_of_memory, parse_device, resolve_device
 from spineinstanceseg.errors import InputError
 from spineinstanceseg.examples import example_case
-from spineinstanceseg.io import read_label_map
 from spineinstanceseg.pipeline import models as pipeline_models
 from spineinstanceseg.pipeline.options import SegmentOptions
 from spineinstanceseg.stage2 import model as stage2_model
@@ -144,7 +143,7 @@ def _pretend_gpu_stage2(model, monkeypatch, calls: list[str]) -> None:
     monkeypatch.setattr(model, "_forward", flaky)
 
 
-def test_stage2_out_of_memory_falls_back_for_one_call_and_reaches_the_report(tmp_path, monkeypatch):
+def test_stage2_out_of_memory_falls_back_for_one_call_and_reaches_the_report(small_example, tmp_path, monkeypatch):
     from spineinstanceseg.pipeline import segment_file as segment_file_module
 
     model = stage2_model.load_bundled_model(device="cpu")
@@ -152,14 +151,15 @@ def test_stage2_out_of_memory_falls_back_for_one_call_and_reaches_the_report(tmp
     calls: list[str] = []
     _pretend_gpu_stage2(model, monkeypatch, calls)
     monkeypatch.setattr(segment_file_module, "load_stage2", lambda options: model)
-    case = example_case()
+    case = small_example  # the size of the spine does not matter here: stage 2 on 3 vertebrae
     options = SegmentOptions(device="cpu", mask=str(case.semantic), exports=("report",))
     paths = segment_file_module.segment_file(case.image, tmp_path, options, case_name="oom")
     report = json.loads(paths["report"].read_text())
     fallback = [w for w in report["warnings"] if w.startswith("stage 2: cuda ran out of memory")]
     assert len(fallback) == 1 and "ran on the CPU instead" in fallback[0], report["warnings"]
-    truth = {int(v) for v in np.unique(read_label_map(case.instances).array)} - {0, 26}  # 26: sacrum
-    assert {v["label"] for v in report["vertebrae"]} == truth  # every vertebra, as without the fallback
+    found = {v["label"] for v in report["vertebrae"]}
+    # every vertebra, as without the fallback (the one cut by the top edge of the view may or may not count)
+    assert case.complete_levels <= found <= case.complete_levels | case.cut_levels, found
     assert calls[:2] == ["cuda", "cpu"]
     # not sticky: the model is still on its GPU with its own network, and the next call uses the GPU
     assert model.device.type == "cuda" and model.network is network

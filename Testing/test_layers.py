@@ -255,15 +255,13 @@ def test_the_slicer_module_imports_no_training_or_phantom_code(imports):
     assert sorted(m for m in seen if m.startswith(TRAINING_AND_PHANTOM)) == []
 
 
-def test_segmenting_loads_no_training_or_phantom_code(tmp_path):
-    """`spineseg segment --mask` on the built-in example, in a fresh interpreter: what did it import?"""
+def test_segmenting_loads_no_training_or_phantom_code(small_example, tmp_path):
+    """`spineseg segment --mask` on a (small) CT in a fresh interpreter: what did it import?"""
     code = (
         "import sys\n"
         "from spineinstanceseg.cli.main import main\n"
-        "from spineinstanceseg.examples import example_case\n"
-        "case = example_case()\n"
-        f"code = main(['segment', str(case.image), {str(tmp_path)!r}, '--mask', str(case.semantic), "
-        "'--device', 'cpu'])\n"
+        f"code = main(['segment', {str(small_example.image)!r}, {str(tmp_path)!r}, "
+        f"'--mask', {str(small_example.semantic)!r}, '--device', 'cpu'])\n"
         "print('MODULES', *sorted(m for m in sys.modules if m.startswith('spineinstanceseg')))\n"
         "sys.exit(code)\n"
     )

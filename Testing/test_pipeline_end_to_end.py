@@ -1,7 +1,13 @@
-"""End to end on phantoms with the bundled models (CPU): accuracy, geometry of every output, Slicer files.
+"""End to end with the bundled models (CPU): accuracy, geometry of every output, Slicer files.
 
-Every test runs twice: with the bundled stage-1 nnU-Net model, and with the phantom's own semantic mask given as
-the stage-1 result (``--mask``), which isolates stage 2, fusion and naming."""
+Every test runs on two runs:
+
+* ``bundled``: the built-in example (a lumbar CT phantom on a grid tilted by 10 degrees) through both bundled models,
+  as ``spineseg demo`` runs it (the session's one demo run, shared with ``test_cli_demo``);
+* ``mask``: a lumbar CT phantom on an oblique (15 degrees), anisotropic (1.3 x 1.1 x 2.4 mm) grid, written to disk
+  like a user's file, with its own semantic mask given as the stage-1 result (``--mask``), which isolates stage 2,
+  fusion, naming and the outputs' geometry on an anisotropic grid.
+"""
 
 from __future__ import annotations
 
@@ -18,44 +24,52 @@ from spineinstanceseg.pipeline.options import SegmentOptions
 from spineinstanceseg.pipeline.segment_file import segment_file
 
 
-@pytest.fixture(scope="module", params=["bundled-stage1", "mask"])
-def oblique_case(request, tmp_path_factory):
-    """A lumbar CT phantom on an oblique, anisotropic grid, written to disk like a user's file, then segmented."""
+@pytest.fixture(scope="module")
+def mask_run(tmp_path_factory):
     root = tmp_path_factory.mktemp("e2e")
     case = generate_phantom(4242, modality="ct", region="lumbar", spacing=(1.3, 1.1, 2.4), oblique_deg=15.0)
     image = write_volume(case.image, root / "patient.nii.gz")
+    mask = write_volume(case.semantic, root / "patient_semantic.nii.gz")
+    paths = segment_file(image, root / "out", SegmentOptions(device="cpu", exports=OUTPUT_KINDS, mask=str(mask)))
+    return case.instances, read_volume(image), paths
+
+
+@pytest.fixture(params=["bundled", "mask"])
+def oblique_case(request):
+    """(reference instances, the input image as read from its file, the output paths) of one run."""
     if request.param == "mask":
-        mask = write_volume(case.semantic, root / "patient_semantic.nii.gz")
-        options = SegmentOptions(device="cpu", exports=OUTPUT_KINDS, mask=str(mask))
-    else:
-        options = SegmentOptions(device="cpu", exports=OUTPUT_KINDS)
-    paths = segment_file(image, root / "out", options)
-    return case, read_volume(image), paths
+        return request.getfixturevalue("mask_run")
+    from spineinstanceseg.examples import example_case
+
+    demo = request.getfixturevalue("demo_run")
+    assert demo.code == 0
+    example = example_case()
+    return read_label_map(example.instances), read_volume(example.image), demo.paths()
 
 
 def test_accuracy_against_ground_truth(oblique_case, request):
-    case, _, paths = oblique_case
-    scores = evaluate_instances(read_label_map(paths["instances"]), case.instances)
+    reference, _, paths = oblique_case
+    scores = evaluate_instances(read_label_map(paths["instances"]), reference)
     source = request.node.callspec.params["oblique_case"]
     print(
         f"\nend-to-end phantom ({source}): F1 {scores.f1:.3f}, mean instance Dice {scores.mean_dice:.3f} "
         f"({scores.mean_dice_matched:.3f} over found vertebrae)"
     )
-    # The top edge of the view cuts T11 down to a 1.4 mL sliver. From the phantom's own mask it is found like
-    # every other vertebra. The bundled stage 1 joins most of the sliver's voxels to T12, and the detached rest
-    # that stage 2 labels as T11 (0.26 mL) stays below IoU 0.5: one miss and one false vertebra, both there.
     if source == "mask":
+        # The top edge of the view cuts T11 down to a 1.4 mL sliver. From the phantom's own mask it is found like
+        # every other vertebra.
         assert (scores.tp, scores.fp, scores.fn) == (8, 0, 0), scores
         assert scores.mean_dice >= 0.95
     else:
-        assert scores.tp >= 7 and scores.fn <= 1 and scores.fp <= 1, scores
-        top = min(r.ref_label for r in scores.rows if r.ref_label is not None)  # the most superior: T11
+        # At most the most superior vertebra, cut by the top edge of the view, may be missed; nothing spurious.
+        assert scores.tp >= 6 and scores.fn <= 1 and scores.fp == 0, scores
+        top = min(r.ref_label for r in scores.rows if r.ref_label is not None)
         assert all(r.ref_label == top for r in scores.rows if r.status == "FN"), scores.rows
         assert scores.mean_dice_matched >= 0.88
     report = json.loads(paths["report"].read_text())
     names = [v["name"] for v in report["vertebrae"]]
     assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names  # sacrum in view: counted up from it
-    if source == "bundled-stage1":
+    if source == "bundled":
         assert report["models"]["stage1"]["name"] == "stage1_phantom_v1"
 
 

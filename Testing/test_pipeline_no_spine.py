@@ -23,12 +23,15 @@ from spineinstanceseg.volume import Volume
 
 @pytest.fixture(scope="module")
 def models():
-    from spineinstanceseg.stage1.sources import bundled_source
-    from spineinstanceseg.stage2.model import load_bundled_model
+    """Both bundled models (stage 1 without mirroring) from the process-wide model cache: the instances the CLI run
+    below (``--mirroring off``) and other test modules use, loaded once."""
+    from spineinstanceseg.pipeline.models import load_stage1, load_stage2
+    from spineinstanceseg.pipeline.options import SegmentOptions
 
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield bundled_source(device="cpu", use_mirroring=False), load_bundled_model(device="cpu")
+    options = SegmentOptions(device="cpu", stage1_mirroring=False)
+    yield load_stage1(options), load_stage2(options)
     torch.set_num_threads(threads)
 
 

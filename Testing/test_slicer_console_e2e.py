@@ -1,7 +1,8 @@
-"""The Slicer-side console helpers on the real pipeline (child process running ``spineseg segment``).
+"""The Slicer-side console helpers on the real pipeline with both bundled models (child process running
+``spineseg segment``), as the module's in-app self-test does.
 
-Slow (full pipeline runs on CPU). The first test gives the phantom's semantic map as the existing stage-1
-segmentation, so only stage 2 runs; the second runs both bundled models, as the module's in-app self-test does.
+Slow (both bundled models on the CPU). The same console path with an existing segmentation as stage 1 (only stage 2
+runs) is in the default suite: ``test_slicer_module_logic`` runs it through the module file's logic.
 """
 
 from __future__ import annotations
@@ -14,38 +15,6 @@ if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
 
 pytestmark = pytest.mark.slow
-
-
-def test_segment_volume_node_with_existing_mask(tmp_path):
-    from spineinstanceseg.phantom import generate_phantom
-    from spineinstanceseg.pipeline.options import SegmentOptions
-    from spineinstanceseg.slicer.console import segment_volume_node
-    from spineinstanceseg.slicer.mrml_adapter import vertebra_segment_ids
-    from spineinstanceseg.slicer.volume_nodes import RAS_FROM_LPS, volume_to_node
-
-    phantom = generate_phantom(3, modality="ct", region="lumbar", spacing=(2.0, 2.0, 2.0))
-    scene = slicer.vtkMRMLScene()
-    volume = volume_to_node(phantom.image, scene, name="phantom")
-    mask = volume_to_node(phantom.semantic, scene, name="phantom semantic")
-    progress = []
-    nodes = segment_volume_node(
-        volume,
-        mask_node=mask,
-        options=SegmentOptions(device="cpu", mask_convention="semantic"),
-        out_dir=tmp_path,
-        on_progress=lambda step, fraction, message: progress.append(fraction),
-        timeout=1200,
-    )
-    assert progress and max(progress) > 0.5
-    vertebrae = vertebra_segment_ids(nodes.segmentation)
-    truth = {code: c for code, c in phantom.centroids.items() if code != 26}
-    assert abs(len(vertebrae) - len(truth)) <= 1
-    true_ras = np.array([RAS_FROM_LPS[:3, :3] @ np.asarray(c) for c in truth.values()])
-    for i in range(nodes.markups.GetNumberOfControlPoints()):
-        position = np.array(nodes.markups.GetNthControlPointPositionWorld(i))
-        assert np.min(np.linalg.norm(true_ras - position, axis=1)) < 10.0
-    assert (tmp_path / "phantom" / "phantom_report.json").is_file()  # the CLI's outputs were kept
-    assert (tmp_path / "phantom" / "phantom.seg.nrrd").is_file()
 
 
 def test_segment_volume_node_with_bundled_models(tmp_path):

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import sys
 import types
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
@@ -66,6 +67,11 @@ def _install_metadata(site: Path, version: str) -> None:
     (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {FAKE}\nVersion: {version}\n")
 
 
+def _pinned(constraints_file) -> list[str]:
+    """The lines of a pip constraints file (empty without one)."""
+    return Path(constraints_file).read_text().split() if constraints_file else []
+
+
 def _fake_slicer(site: Path, *, with_packaging: bool, calls: list, version: str = "1.2", testing: bool = False):
     """A ``slicer`` module whose installers record their calls and behave like Slicer's own."""
 
@@ -87,6 +93,7 @@ def _fake_slicer(site: Path, *, with_packaging: bool, calls: list, version: str 
             requester=requester,
             skip_in_testing=skip_in_testing,
         )
+        kwargs["pinned"] = _pinned(constraints)  # what pip is held to, read while the file exists
         calls.append((requirements, kwargs))
         if skip_in_testing and testing:  # what Slicer does: nothing, silently
             return None
@@ -94,7 +101,9 @@ def _fake_slicer(site: Path, *, with_packaging: bool, calls: list, version: str 
         return None
 
     def pip_install(args):  # slicer.util.pip_install of Slicer 5.10: a list of pip arguments
-        calls.append((args, {}))
+        constraints = args[args.index("-c") + 1] if "-c" in args else None
+        requirements = [a for i, a in enumerate(args) if a != "-c" and (i == 0 or args[i - 1] != "-c")]
+        calls.append((requirements, {"pinned": _pinned(constraints)}))
         _install_metadata(site, version)
 
     app = types.SimpleNamespace(testingEnabled=lambda: testing)
@@ -126,7 +135,9 @@ def test_pip_ensure_is_used_and_torch_is_kept_away_from_pip(site):
     assert requirements == [f"{FAKE}>=1.0"]
     assert "torch" in kwargs["skip_packages"] and kwargs["prompt_install"] is False  # we asked already
     assert {"SimpleITK", "numpy", "vtk", "torchvision"} <= set(kwargs["skip_packages"])
-    assert kwargs["constraints"] and kwargs["prompt_restart"] is False  # the module asks about restarts itself
+    assert kwargs["prompt_restart"] is False  # the module asks about restarts itself
+    # pip is held to the installed numpy and torch, so a dependency cannot replace Slicer's own copies
+    assert {f"numpy=={version('numpy')}", f"torch=={version('torch')}"} <= set(kwargs["pinned"])
 
 
 def test_pip_install_fallback_on_older_slicer(site):
@@ -136,10 +147,11 @@ def test_pip_install_fallback_on_older_slicer(site):
         requirements=[f"{FAKE}>=1.0"],
         slicer_module=_fake_slicer(site, with_packaging=False, calls=calls),
     )
-    assert outcome.ready and len(calls) == 1 and calls[0][1] == {}
-    args = calls[0][0]
-    assert args[0] == "-c" and args[2:] == [f"{FAKE}>=1.0"]
-    assert args[1].endswith("constraints.txt")  # pins Slicer's own packages (see test_constraints_pin...)
+    assert outcome.ready and len(calls) == 1
+    ((requirements, kwargs),) = calls
+    assert requirements == [f"{FAKE}>=1.0"]
+    # the same constraints as with pip_ensure: Slicer's own packages stay as they are
+    assert {f"numpy=={version('numpy')}", f"torch=={version('torch')}"} <= set(kwargs["pinned"])
 
 
 def test_failed_install_is_an_error_naming_the_package(site):

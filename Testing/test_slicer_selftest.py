@@ -12,125 +12,23 @@ from Slicer. That runs the module's own code for what a user of a *clean* or an 
 
 from __future__ import annotations
 
-import importlib.util
 import io
-import sys
 import types
 import unittest
-from pathlib import Path
 
 import pytest
+from slicer_module_loader import MODULE_FILE, bare_slicer
+from slicer_module_loader import load_module as load_module_file
 
 from spineinstanceseg.slicer import dependencies as deps
-
-MODULE_FILE = Path(__file__).resolve().parents[1] / "SpineInstanceSeg" / "SpineInstanceSeg.py"
-
-
-class _Recorder:
-    """A layout / display stand-in that remembers what it was given."""
-
-    def __init__(self) -> None:
-        self.widgets: list = []
-
-    def addWidget(self, widget) -> None:
-        self.widgets.append(widget)
-
-    def addStretch(self, *args) -> None:
-        pass
-
-
-def _parameter_node_wrapper(cls):
-    """Stand-in for slicer.parameterNodeWrapper: a plain object with the declared defaults (None otherwise)."""
-    fields = list(getattr(cls, "__annotations__", {}))
-
-    def __init__(self, node=None) -> None:
-        for name in fields:
-            setattr(self, name, getattr(cls, name, None))
-
-    return type(cls.__name__, (), {"__init__": __init__, "__doc__": cls.__doc__})
-
-
-def _fake_modules(*, version: tuple[int, int], testing: bool, displayed: list[str]) -> dict[str, types.ModuleType]:
-    slicer = types.ModuleType("slicer")
-    slicer.__path__ = []  # a package, like the real one
-    slicer.app = types.SimpleNamespace(
-        testingEnabled=lambda: testing, majorVersion=version[0], minorVersion=version[1], slicerHome=""
-    )
-    slicer.mrmlScene = types.SimpleNamespace(Clear=lambda: None)
-    for name in ("vtkMRMLLabelMapVolumeNode", "vtkMRMLMarkupsFiducialNode", "vtkMRMLScalarVolumeNode"):
-        setattr(slicer, name, type(name, (), {}))
-    slicer.vtkMRMLSegmentationNode = type("vtkMRMLSegmentationNode", (), {})
-
-    def load_ui(path):
-        raise AssertionError("the full panel was loaded on an unsupported Slicer")
-
-    util = types.ModuleType("slicer.util")
-    util.VTKObservationMixin = type("VTKObservationMixin", (), {"__init__": lambda self: None})
-    util.loadUI = load_ui
-    slicer.util = util
-
-    i18n = types.ModuleType("slicer.i18n")
-    i18n.tr = lambda text: text
-    i18n.translate = lambda context, text: text
-
-    wrapper = types.ModuleType("slicer.parameterNodeWrapper")
-    wrapper.Choice = lambda values: values
-    wrapper.parameterNodeWrapper = _parameter_node_wrapper
-
-    class Widget:
-        def __init__(self, parent=None) -> None:
-            self.parent = parent
-            self.layout = _Recorder()
-
-        def setup(self) -> None:
-            pass
-
-    class Test(unittest.TestCase):
-        def delayDisplay(self, message, msec=None) -> None:
-            displayed.append(str(message))
-
-    scripted = types.ModuleType("slicer.ScriptedLoadableModule")
-    scripted.ScriptedLoadableModule = type(
-        "ScriptedLoadableModule", (), {"__init__": lambda self, parent: setattr(self, "parent", parent)}
-    )
-    scripted.ScriptedLoadableModuleWidget = Widget
-    scripted.ScriptedLoadableModuleLogic = type(
-        "ScriptedLoadableModuleLogic", (), {"__init__": lambda self: None, "getParameterNode": lambda self: None}
-    )
-    scripted.ScriptedLoadableModuleTest = Test
-
-    class QLabel:
-        def __init__(self, text="") -> None:
-            self.text = text
-            self.wordWrap = False
-
-        def setStyleSheet(self, style) -> None:
-            pass
-
-    qt = types.ModuleType("qt")
-    qt.QLabel = QLabel
-    return {
-        "slicer": slicer,
-        "slicer.util": util,
-        "slicer.i18n": i18n,
-        "slicer.parameterNodeWrapper": wrapper,
-        "slicer.ScriptedLoadableModule": scripted,
-        "qt": qt,
-    }
 
 
 @pytest.fixture
 def load_module(monkeypatch):
-    """Import SpineInstanceSeg.py as the application would, with the fakes in ``sys.modules``."""
+    """Import SpineInstanceSeg.py as the application would, on a ``slicer`` package without slicer-core."""
 
     def load(*, version=(5, 12), testing=True):
-        displayed: list[str] = []
-        for name, module in _fake_modules(version=version, testing=testing, displayed=displayed).items():
-            monkeypatch.setitem(sys.modules, name, module)
-        spec = importlib.util.spec_from_file_location("SpineInstanceSeg_under_test", MODULE_FILE)
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        return module, displayed
+        return load_module_file(monkeypatch, slicer=bare_slicer(), version=version, testing=testing)
 
     return load
 
@@ -204,3 +102,28 @@ def test_self_test_on_an_old_slicer_skips_instead_of_failing(load_module):
     module, displayed = load_module(version=(5, 8))
     module.SpineInstanceSegTest().runTest()
     assert len([m for m in displayed if m.startswith("Skipped:") and "Slicer 5.10" in m]) == 2, displayed
+
+
+def test_mask_conventions_offered_are_the_librarys(load_module, monkeypatch):
+    """The panel offers every label convention the library converts (one list, the library's); a Python that cannot
+    import the library (an old Slicer) still loads the module, offering only the plain semantic map."""
+    import sys
+
+    import numpy as np
+
+    from spineinstanceseg.convention_names import MASK_CONVENTIONS
+    from spineinstanceseg.conventions import CONVENTIONS, to_internal
+    from spineinstanceseg.volume import Volume
+
+    module, _ = load_module()
+    offered = module.SpineInstanceSegParameterNode.__annotations__["maskConvention"].__metadata__[0]
+    assert tuple(module.MASK_CONVENTIONS) == tuple(offered) == MASK_CONVENTIONS
+    assert module.SpineInstanceSegParameterNode().maskConvention == "semantic" == MASK_CONVENTIONS[0]
+    assert not set(MASK_CONVENTIONS) - set(CONVENTIONS)
+    empty = Volume(np.zeros((4, 4, 4), np.uint8), is_label=True)
+    for name in MASK_CONVENTIONS:
+        assert not to_internal(empty, name).semantic.array.any(), name
+
+    monkeypatch.setitem(sys.modules, "spineinstanceseg.convention_names", None)  # the import fails
+    old, _ = load_module(version=(5, 8))
+    assert old.MASK_CONVENTIONS == ("semantic",)

@@ -158,28 +158,6 @@ def test_ui_connects_every_node_selector_to_the_scene():
     assert selectors and selectors <= connected, f"selectors without a scene: {sorted(selectors - connected)}"
 
 
-def test_mask_conventions_come_from_the_library():
-    """The panel's mask conventions are the library's list (one source), each one the library converts."""
-    from spineinstanceseg.convention_names import MASK_CONVENTIONS
-    from spineinstanceseg.conventions import CONVENTIONS, to_internal
-
-    imported = [
-        alias.name
-        for node in TREE.body
-        if isinstance(node, ast.Try)
-        for statement in node.body
-        if isinstance(statement, ast.ImportFrom) and statement.module == "spineinstanceseg.convention_names"
-        for alias in statement.names
-    ]
-    assert imported == ["MASK_CONVENTIONS"]
-    assert MASK_CONVENTIONS[0] == "semantic" and not set(MASK_CONVENTIONS) - set(CONVENTIONS)
-    from spineinstanceseg.volume import Volume
-
-    empty = Volume(np.zeros((4, 4, 4), np.uint8), is_label=True)
-    for name in MASK_CONVENTIONS:
-        assert not to_internal(empty, name).semantic.array.any(), name
-
-
 def test_logic_methods_and_library_imports_exist():
     logic = next(n for n in TREE.body if isinstance(n, ast.ClassDef) and n.name == "SpineInstanceSegLogic")
     methods = {f.name for f in logic.body if isinstance(f, ast.FunctionDef)} | {"getParameterNode"}
