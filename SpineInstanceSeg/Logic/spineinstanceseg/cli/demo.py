@@ -10,7 +10,7 @@ import argparse
 import sys
 
 from .progress_bar import ProgressBar
-from .segment_options import add_device_option
+from .segment_options import MIRRORING, add_device_option, add_mirroring_option
 
 NAME = "demo"
 HELP = "segment the built-in phantom example and print where the outputs are"
@@ -19,6 +19,7 @@ HELP = "segment the built-in phantom example and print where the outputs are"
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("out_dir", nargs="?", default="demo-output", help="output folder (default: demo-output)")
     add_device_option(parser, default="cpu")
+    add_mirroring_option(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
 
     case = example_case()
     if bundled_stage1_available():
-        options = SegmentOptions(device=args.device, exports=OUTPUT_KINDS)
+        options = SegmentOptions(device=args.device, exports=OUTPUT_KINDS, stage1_mirroring=MIRRORING[args.mirroring])
         print("stage 1: bundled nnU-Net model", file=sys.stderr)
     else:
         options = SegmentOptions(device=args.device, exports=OUTPUT_KINDS, mask=str(case.semantic))

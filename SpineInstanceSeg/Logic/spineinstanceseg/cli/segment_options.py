@@ -32,6 +32,19 @@ def add_device_option(parser: argparse._ActionsContainer, *, default: str) -> No
     )
 
 
+MIRRORING = {"auto": None, "on": True, "off": False}
+
+
+def add_mirroring_option(parser: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    parser.add_argument(
+        "--mirroring",
+        choices=tuple(MIRRORING),
+        default="auto",
+        help="stage 1 test-time mirroring: off is about 8x faster on CPU and costs about 0.01 vertebra Dice "
+        "(default: auto, the model card's choice; on for the bundled model)",
+    )
+
+
 def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument(
@@ -39,13 +52,7 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     )
     models.add_argument("--folds", help="nnU-Net folds to use, comma-separated, e.g. 0,1 or all (default: all found)")
     models.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
-    models.add_argument(
-        "--mirroring",
-        choices=("auto", "on", "off"),
-        default="auto",
-        help="stage 1 test-time mirroring: off is about 8x faster on CPU and costs about 0.01 vertebra Dice "
-        "(default: auto, the model card's choice; on for the bundled model)",
-    )
+    add_mirroring_option(models)
     models.add_argument(
         "--mask",
         metavar="PATH",
@@ -87,7 +94,7 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
         stage1_model=args.stage1_model,
         folds=folds,
         checkpoint=args.checkpoint,
-        stage1_mirroring={"auto": None, "on": True, "off": False}[args.mirroring],
+        stage1_mirroring=MIRRORING[args.mirroring],
         mask=args.mask,
         mask_convention=args.mask_convention,
         stage2_model=args.stage2_model,
