@@ -8,7 +8,9 @@ Prints, for the built-in example (a lumbar CT phantom and its semantic mask, ``s
 2. **Wall time** of ``spineseg segment EXAMPLE OUT --mask MASK --device cpu`` (a fresh process running
    ``python -m spineinstanceseg.cli.main``, what the ``spineseg`` script runs; median of
    ``--repeat``) against the pipeline seconds the run itself reports (``timings_s.total`` of its report), and the
-   ratio ``wall / pipeline`` (1.0 would mean no fixed cost at all).
+   ratio ``wall / pipeline`` (1.0 would mean no fixed cost at all); also the process's CPU time, which a loaded
+   machine inflates much less than wall time. With ``--baseline CHECKOUT`` the runs alternate between that
+   checkout's library and this one's, so that a before/after comparison sees the same machine load.
 3. **Where the rest goes**: one more run in a driver that times the phases of ``segment_file`` (device check,
    reading, mask source, stage-2 model load, pipeline, writing outputs) and lists the files written.
 
@@ -17,6 +19,7 @@ Usage::
     python benchmarks/bench_startup.py                   # defaults: the built-in example, 3 repeats
     python benchmarks/bench_startup.py --repeat 5 --top 15
     python benchmarks/bench_startup.py --python /path/to/venv/bin/python
+    git worktree add /tmp/before HEAD~5 && python benchmarks/bench_startup.py --baseline /tmp/before
 
 Numbers depend on the machine and on its load; compare ratios measured in the same run.
 """
@@ -26,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -37,6 +41,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 LOGIC = REPO / "SpineInstanceSeg" / "Logic"
+CLI = "spineinstanceseg.cli.main"
 
 # Run in the driver process: time the phases of segment_file by wrapping the names it calls.
 DRIVER = r"""
@@ -72,25 +77,40 @@ sys.exit(code)
 """
 
 
-def _env() -> dict[str, str]:
+def _env(logic: Path = LOGIC) -> dict[str, str]:
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(LOGIC), *filter(None, [env.get("PYTHONPATH")])])
+    env["PYTHONPATH"] = os.pathsep.join([str(logic), *filter(None, [env.get("PYTHONPATH")])])
     return env
 
 
-def _run(cmd: list[str], *, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess]:
-    t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(), timeout=timeout)
-    wall = time.perf_counter() - t
-    if proc.returncode != 0:
-        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+def _run(cmd: list[str], *, logic: Path = LOGIC, timeout: float = 900) -> tuple[float, subprocess.CompletedProcess]:
+    wall, _, proc = _run_timed(cmd, logic=logic, timeout=timeout)
     return wall, proc
 
 
-def _import_seconds(python: str, module: str, repeat: int) -> float:
+def _run_timed(
+    cmd: list[str], *, logic: Path = LOGIC, timeout: float = 900
+) -> tuple[float, float, subprocess.CompletedProcess]:
+    """Wall seconds, CPU seconds (user + system, all threads) and the finished process of ``cmd``.
+
+    CPU time suffers much less than wall time when other jobs load the machine.
+    """
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t = time.perf_counter()
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=_env(logic), timeout=timeout)
+    wall = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        raise SystemExit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr[-3000:]}")
+    return wall, cpu, proc
+
+
+def _import_seconds(python: str, module: str, repeat: int, *, logic: Path = LOGIC) -> float:
     """Median time to import ``module`` in a fresh interpreter (measured inside it, interpreter start excluded)."""
     code = f"import time; t = time.perf_counter(); import {module}; print(time.perf_counter() - t)"
-    return statistics.median(float(_run([python, "-c", code])[1].stdout.split()[-1]) for _ in range(repeat))
+    runs = (_run([python, "-c", code], logic=logic)[1].stdout.split()[-1] for _ in range(repeat))
+    return statistics.median(float(seconds) for seconds in runs)
 
 
 def _interpreter_seconds(python: str, repeat: int) -> float:
@@ -146,6 +166,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--top", type=int, default=12, help="how many packages/modules to list (default: 12)")
     parser.add_argument("--export", help="passed on as segment --export (default: the default outputs)")
     parser.add_argument("--keep", metavar="DIR", help="keep the outputs in DIR (default: a temporary folder)")
+    parser.add_argument(
+        "--baseline",
+        metavar="CHECKOUT",
+        help="another checkout of the repository (e.g. 'git worktree add /tmp/base HEAD~3'): its wall time is "
+        "measured in alternation with this one's, so that both see the same machine load",
+    )
     args = parser.parse_args(argv)
 
     sys.path.insert(0, str(LOGIC))
@@ -160,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # 1. Imports.
     python_start = _interpreter_seconds(args.python, args.repeat)
-    cli_import = _import_seconds(args.python, "spineinstanceseg.cli.main", args.repeat)
+    cli_import = _import_seconds(args.python, CLI, args.repeat)
     python, *segment_args = _segment_cmd(args.python, case, work / "importtime", extra)
     _, traced = _run([python, "-X", "importtime", *segment_args])
     rows = _parse_importtime(traced.stderr)
@@ -173,21 +199,36 @@ def main(argv: list[str] | None = None) -> int:
     for package, us, module, cum_us in _by_package(rows)[: args.top]:
         print(f"     {package:20s} {us / 1e6:6.2f} s   {module:44s} {cum_us / 1e6:6.2f} s")
 
-    # 2. Wall time vs the pipeline's own seconds.
-    walls, pipes = [], []
+    # 2. Wall time vs the pipeline's own seconds (alternating with the baseline checkout, if one is given).
+    checkouts = {"this checkout": LOGIC}
+    if args.baseline:
+        baseline = Path(args.baseline).resolve()
+        checkouts = {"baseline": baseline / "SpineInstanceSeg" / "Logic", **checkouts}
+    measured: dict[str, dict[str, list[float]]] = {name: defaultdict(list) for name in checkouts}
     for k in range(args.repeat):
-        out = work / f"run{k}"
-        shutil.rmtree(out, ignore_errors=True)
-        wall, _ = _run(_segment_cmd(args.python, case, out, extra))
-        walls.append(wall)
-        pipes.append(float(_report(out)["timings_s"]["total"]))
-    wall, pipe = statistics.median(walls), statistics.median(pipes)
+        for name, logic in checkouts.items():
+            out = work / f"run{k}-{name.replace(' ', '_')}"
+            shutil.rmtree(out, ignore_errors=True)
+            wall, cpu, _ = _run_timed(_segment_cmd(args.python, case, out, extra), logic=logic)
+            for key, value in (("wall", wall), ("cpu", cpu), ("pipeline", _report(out)["timings_s"]["total"])):
+                measured[name][key].append(float(value))
     print("\n2. spineseg segment EXAMPLE OUT --mask MASK --device cpu")
     runs = lambda values: ", ".join(f"{v:.2f}" for v in values)  # noqa: E731
-    print(f"   wall time (fresh process)                     {wall:7.2f} s   runs: {runs(walls)}")
-    print(f"   pipeline (report timings_s.total)             {pipe:7.2f} s   runs: {runs(pipes)}")
-    print(f"   fixed cost (wall - pipeline)                  {wall - pipe:7.2f} s")
-    print(f"   ratio wall / pipeline                         {wall / pipe:7.2f}")
+    for name, values in measured.items():
+        wall, cpu, pipe = (statistics.median(values[key]) for key in ("wall", "cpu", "pipeline"))
+        if len(checkouts) > 1:
+            cli = (
+                cli_import
+                if name == "this checkout"
+                else _import_seconds(args.python, CLI, args.repeat, logic=checkouts[name])
+            )
+            print(f"   {name} ({checkouts[name].parent.parent}): import {CLI} {cli:.2f} s")
+        print(f"   wall time (fresh process)                     {wall:7.2f} s   runs: {runs(values['wall'])}")
+        print(f"   CPU time of the process (user + system)       {cpu:7.2f} s   runs: {runs(values['cpu'])}")
+        print(f"   pipeline (report timings_s.total)             {pipe:7.2f} s   runs: {runs(values['pipeline'])}")
+        print(f"   fixed cost (wall - pipeline)                  {wall - pipe:7.2f} s")
+        print(f"   ratio wall / pipeline                         {wall / pipe:7.2f}")
+    wall, pipe = (statistics.median(measured["this checkout"][key]) for key in ("wall", "pipeline"))
 
     # 3. Phases of one run.
     out = work / "phases"
