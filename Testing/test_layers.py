@@ -47,6 +47,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "semantic",
             "levels",
             "convention_names",
+            "output_kinds",
             "examples",
         ),
     ),  # fmt: skip

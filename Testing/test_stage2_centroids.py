@@ -122,3 +122,24 @@ def test_real_vertebra_masks_union_is_split_into_the_right_vertebrae(name):
         assert gap <= 6.0 or dist[k] <= 10.0, f"{name}: centroid {k} is {gap:.1f} mm from its vertebra"
         # and its physical position agrees with the working-grid index
         assert np.allclose(c.lps, to_world(index), atol=1e-6)
+
+
+def test_peak_finding_equals_scipy_find_peaks():
+    """The disc spaces are the prominent minima of the column profile: the same peaks as SciPy's find_peaks."""
+    from scipy.signal import find_peaks
+
+    from spineinstanceseg.stage2.peaks import find_peaks_by_prominence
+
+    rng = np.random.default_rng(0)
+    for trial in range(400):
+        n = int(rng.integers(0, 80))
+        signals = (
+            rng.normal(size=n),
+            rng.integers(0, 4, size=n).astype(float),  # flat tops and flat valleys
+            np.round(np.cumsum(rng.normal(size=n)), 1),
+            np.clip(rng.normal(size=n), -0.5, 0.5),
+        )
+        for x in signals:
+            prominence = float(rng.choice([0.0, 0.05, 0.2, 0.5, 1.0]))
+            expected = find_peaks(x, prominence=prominence)[0]
+            np.testing.assert_array_equal(find_peaks_by_prominence(x, prominence), expected, err_msg=f"trial {trial}")

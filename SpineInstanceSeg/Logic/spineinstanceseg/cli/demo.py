@@ -27,7 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from ..examples import EXAMPLE_NAME, example_case
     from ..io import read_label_map
     from ..metrics import evaluate_instances
-    from ..outputs.writer import OUTPUT_KINDS
+    from ..output_kinds import OUTPUT_KINDS
     from ..pipeline.options import SegmentOptions
     from ..pipeline.segment_file import segment_file
     from ..stage1.sources import bundled_stage1_available

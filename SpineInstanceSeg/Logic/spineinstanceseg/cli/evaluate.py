@@ -15,7 +15,7 @@ import argparse
 import math
 import sys
 
-from ..conventions import CONVENTIONS
+from ..convention_names import CONVENTIONS
 from ..progress import Progress
 from ..volume import GRID_JITTER_VOXELS
 from .progress_bar import ProgressBar

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..io import read_volume
-
 NAME = "info"
 HELP = "describe an image or label map: size, spacing, orientation, value range"
 
@@ -16,6 +14,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    # lazy: SimpleITK loads when an image is read, not when the parser of every command is built
+    from ..io import read_volume
+
     volume = read_volume(args.path, is_label=args.label)
     print(args.path)
     print(volume.describe())

@@ -57,9 +57,13 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
-def _command_of(argv: Sequence[str]) -> str | None:
-    """The sub-command named in ``argv`` (the first word that is not an option; the global options take no value)."""
-    return next((word for word in argv if not word.startswith("-")), None)
+def _command_of(argv: Sequence[str]) -> str:
+    """The sub-command named in ``argv`` (the first word that is not an option; the global options take no value).
+
+    "" when there is none (``spineseg --help``, ``--version``, a missing command): then no sub-command needs its
+    options, and building none of them keeps the top-level help fast.
+    """
+    return next((word for word in argv if not word.startswith("-")), "")
 
 
 class _Terminated(BaseException):

@@ -5,13 +5,14 @@ from __future__ import annotations
 import sys
 from types import TracebackType
 
-from tqdm import tqdm
-
 
 class ProgressBar:
     """Context manager whose instance is a progress callback ``(step, fraction, message)``."""
 
     def __init__(self, description: str = "", *, disable: bool | None = None) -> None:
+        # lazy: every sub-command imports this module to build its parser; tqdm loads only when a bar is drawn
+        from tqdm import tqdm
+
         self._bar = tqdm(
             total=1000,
             desc=description,

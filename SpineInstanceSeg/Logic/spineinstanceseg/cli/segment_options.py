@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
-from ..conventions import CONVENTIONS
+from ..convention_names import CONVENTIONS
 from ..devices import DEVICE_HELP, parse_device
 from ..errors import InputError
-from ..outputs.writer import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
-from ..pipeline.options import SegmentOptions, parse_exports
+from ..output_kinds import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
+
+if TYPE_CHECKING:
+    from ..pipeline.options import SegmentOptions
 
 
 def device_name(text: str) -> str:
@@ -87,6 +90,9 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
 
 
 def options_from_args(args: argparse.Namespace) -> SegmentOptions:
+    # lazy: importing the pipeline package loads SciPy and the steps; building the parser needs none of it
+    from ..pipeline.options import SegmentOptions, parse_exports
+
     folds = None
     if args.folds and args.folds.strip().lower() != "all":
         folds = tuple(int(f) if f.strip().isdigit() else f.strip() for f in args.folds.split(","))

@@ -19,7 +19,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..volume import Volume
-from .instances import OverlapTable, match_instances, overlap_table
+from .instances import OverlapTable, greedy_one_to_one, match_instances, overlap_table
 
 __all__ = [
     "ErrorCause",
@@ -203,13 +203,9 @@ def detect_bodies(prediction: Volume, bodies: Volume, *, min_cover: float = 0.5)
     table = overlap_table(pred, ref)
     cover = table.intersection / np.maximum(table.ref_sizes[:, None], 1)
     pairs = sorted(zip(*np.nonzero(cover >= min_cover), strict=True), key=lambda ij: -cover[ij])
-    used_ref, used_pred, matches = set(), set(), []
-    for i, j in pairs:
-        if i in used_ref or j in used_pred:
-            continue
-        used_ref.add(i)
-        used_pred.add(j)
-        matches.append((int(table.ref_labels[i]), int(table.pred_labels[j]), float(cover[i, j])))
+    kept = greedy_one_to_one(pairs)
+    matches = [(int(table.ref_labels[i]), int(table.pred_labels[j]), float(cover[i, j])) for i, j in kept]
+    used_pred = {j for _, j in kept}
     causes = []
     for j, label in enumerate(table.pred_labels.tolist()):
         if j in used_pred:

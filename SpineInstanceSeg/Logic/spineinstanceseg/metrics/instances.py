@@ -22,7 +22,7 @@ takes a few seconds.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
@@ -35,8 +35,8 @@ from ._inputs import as_arrays, as_label_array, resolve_spacing
 from .overlap import dice_from_counts
 from .surface import _directional
 
-__all__ = ["OverlapTable", "overlap_table", "InstanceMatch", "match_instances", "VertebraRow", "InstanceScores",
-           "evaluate_instances"]  # fmt: skip
+__all__ = ["OverlapTable", "overlap_table", "InstanceMatch", "match_instances", "greedy_one_to_one", "VertebraRow",
+           "InstanceScores", "evaluate_instances"]  # fmt: skip
 
 
 def _nan_div(num: float, den: float) -> float:
@@ -83,19 +83,28 @@ class InstanceMatch:
     iou: float
 
 
+def greedy_one_to_one(candidates: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The pairs ``(reference row, prediction column)`` taken from ``candidates`` best first: a pair is kept
+    unless its row or its column was taken by a pair before it (``candidates`` come sorted best first)."""
+    used_r, used_p, kept = set(), set(), []
+    for i, j in candidates:
+        if i in used_r or j in used_p:
+            continue
+        used_r.add(i)
+        used_p.add(j)
+        kept.append((i, j))
+    return kept
+
+
 def match_instances(table: OverlapTable, *, iou_threshold: float = 0.5) -> list[InstanceMatch]:
     """Greedy one-to-one matching by IoU, highest first, keeping pairs with IoU >= ``iou_threshold``."""
     ious = table.iou()
     rows, cols = np.nonzero((table.intersection > 0) & (ious >= iou_threshold))
     order = sorted(zip(rows, cols, strict=True), key=lambda rc: (-ious[rc], rc[0], rc[1]))
-    used_r, used_p, out = set(), set(), []
-    for i, j in order:
-        if i in used_r or j in used_p:
-            continue
-        used_r.add(i)
-        used_p.add(j)
-        out.append(InstanceMatch(int(table.ref_labels[i]), int(table.pred_labels[j]), float(ious[i, j])))
-    return out
+    return [
+        InstanceMatch(int(table.ref_labels[i]), int(table.pred_labels[j]), float(ious[i, j]))
+        for i, j in greedy_one_to_one(order)
+    ]
 
 
 @dataclass(frozen=True)

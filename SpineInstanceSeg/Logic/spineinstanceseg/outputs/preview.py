@@ -10,6 +10,7 @@ cropped to the segmented region plus a margin.
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -117,6 +118,7 @@ def save_preview(
     Returns:
         The path written.
     """
+    # lazy: matplotlib takes about a second to import; only the preview draws with it
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -130,62 +132,17 @@ def save_preview(
 
     if table is None:
         table = segment_table(result, include_semantic=True)
-    vert_values = {int(v.label) for v in result.vertebrae}
-    colours = {s.label_value: s.color for s in table.segments if s.label_value in vert_values}
-    sem_colours: dict[int, RGB] = {}
-    for spec in table.segments:
-        if spec.kind != "vertebra" and spec.label_value not in vert_values:
-            sem_colours[spec.label_value] = spec.color
-    extra = table.layers[-1]  # layer holding the semantic segments (layer 0 when nothing overlaps)
-    extra_vol = result.instances.with_array(extra, is_label=True)
+    colours, sem_colours, extra_vol = _colour_maps(result, table)
+    panels = _cut_panels(result, extra_vol, image, lo, centre, size, step)
+    window = _window([p.grey for p in panels if p.grey is not None]) if image is not None else (0.0, 1.0)
 
-    panels = []
-    for axis, name in ((0, "sagittal"), (1, "coronal")):
-        origin = lo.copy()
-        origin[axis] = centre[axis]
-        labels = _plane(result.instances, origin, size, step, axis)
-        semantic = _plane(extra_vol, origin, size, step, axis)
-        grey = _plane(image.as_image(np.float32), origin, size, step, axis) if image is not None else None
-        panels.append((axis, name, origin, labels, semantic, grey))
-    window = _window([p[5] for p in panels if p[5] is not None]) if image is not None else (0.0, 1.0)
-
-    widths = [size[1] if axis == 0 else size[0] for axis, *_ in panels]
+    widths = [size[1] if p.axis == 0 else size[0] for p in panels]
     height_in = 7.0
     fig = Figure(figsize=(height_in * sum(widths) / size[2] + 0.6, height_in + 0.8), dpi=dpi)
     fig.patch.set_facecolor("black")
     axes = fig.subplots(1, 2, gridspec_kw={"width_ratios": widths})
-    for ax, (axis, name, origin, labels, semantic, grey) in zip(axes, panels, strict=True):
-        horiz = 1 if axis == 0 else 0  # world axis shown left-to-right: P for sagittal, L for coronal
-        extent = (
-            lo[horiz] - step / 2,
-            lo[horiz] + (labels.shape[0] - 0.5) * step,
-            lo[2] - step / 2,
-            lo[2] + (labels.shape[1] - 0.5) * step,
-        )
-        background = grey if grey is not None else np.zeros(labels.shape, np.float32)
-        ax.imshow(background.T, cmap="gray", origin="lower", extent=extent, vmin=window[0], vmax=window[1])
-        ax.imshow(_overlay(labels, semantic, colours, sem_colours).transpose(1, 0, 2), origin="lower", extent=extent)
-        ax.set_facecolor("black")
-        for record in result.vertebrae:
-            colour = colours.get(record.label, (1.0, 1.0, 1.0))
-            x_text, y_text, align = _label_position(labels, record, lo, step, horiz, sagittal=(axis == 0))
-            # Keep the name inside the panel (a rough width estimate: ~2.2 % of the panel per character).
-            width = (extent[1] - extent[0]) * 0.022 * (len(record.name) + 1)
-            if align == "right" and x_text - width < extent[0]:
-                x_text, align = extent[0] + step, "left"
-            elif align == "left" and x_text + width > extent[1]:
-                x_text, align = extent[1] - step, "right"
-            ink = "black" if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 0.5 else "white"
-            ax.text(x_text, y_text, record.name, color=ink, fontsize=8, ha=align, va="center",
-                    bbox={"boxstyle": "round,pad=0.2", "fc": (*colour, 0.9), "ec": "none"})  # fmt: skip
-        left, right = ("A", "P") if axis == 0 else ("R", "L")
-        for x, y, letter, ha in ((0.01, 0.5, left, "left"), (0.99, 0.5, right, "right")):
-            ax.text(x, y, letter, color="white", transform=ax.transAxes, ha=ha, va="center", fontsize=9)
-        ax.text(0.5, 0.99, "S", color="white", transform=ax.transAxes, ha="center", va="top", fontsize=9)
-        ax.text(0.5, 0.01, "I", color="white", transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
-        ax.set_title(f"{name} (LPS {'x' if axis == 0 else 'y'} = {origin[axis]:.1f} mm)", color="white", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+    for ax, panel in zip(axes, panels, strict=True):
+        _draw_panel(ax, panel, result, colours, sem_colours, lo=lo, step=step, window=window)
     if title is None:
         title = f"{len(result.vertebrae)} vertebrae - {result.naming_rule}"
     fig.suptitle(title, color="white", fontsize=10)
@@ -194,6 +151,99 @@ def save_preview(
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", facecolor=fig.get_facecolor())
     return path
+
+
+@dataclass(frozen=True)
+class _Panel:
+    """One slice of the preview: ``axis`` 0 sagittal, 1 coronal; the planes are (horizontal, superior) arrays."""
+
+    axis: int
+    name: str
+    origin: NDArray
+    labels: NDArray
+    semantic: NDArray
+    grey: NDArray | None
+
+
+def _colour_maps(result: SegmentationResult, table: SegmentTable) -> tuple[dict[int, RGB], dict[int, RGB], Volume]:
+    """Colours of the vertebrae and of the other segments by label value, and the volume holding the others."""
+    vert_values = {int(v.label) for v in result.vertebrae}
+    colours = {s.label_value: s.color for s in table.segments if s.label_value in vert_values}
+    sem_colours: dict[int, RGB] = {}
+    for spec in table.segments:
+        if spec.kind != "vertebra" and spec.label_value not in vert_values:
+            sem_colours[spec.label_value] = spec.color
+    extra = table.layers[-1]  # layer holding the semantic segments (layer 0 when nothing overlaps)
+    return colours, sem_colours, result.instances.with_array(extra, is_label=True)
+
+
+def _cut_panels(
+    result: SegmentationResult,
+    extra_vol: Volume,
+    image: Volume | None,
+    lo: NDArray,
+    centre: NDArray,
+    size: tuple[int, int, int],
+    step: float,
+) -> list[_Panel]:
+    """The sagittal and coronal planes through ``centre``: instances, semantic segments and the image (if any)."""
+    panels = []
+    for axis, name in ((0, "sagittal"), (1, "coronal")):
+        origin = lo.copy()
+        origin[axis] = centre[axis]
+        labels = _plane(result.instances, origin, size, step, axis)
+        semantic = _plane(extra_vol, origin, size, step, axis)
+        grey = _plane(image.as_image(np.float32), origin, size, step, axis) if image is not None else None
+        panels.append(_Panel(axis, name, origin, labels, semantic, grey))
+    return panels
+
+
+def _draw_panel(
+    ax,
+    panel: _Panel,
+    result: SegmentationResult,
+    colours: dict[int, RGB],
+    sem_colours: dict[int, RGB],
+    *,
+    lo: NDArray,
+    step: float,
+    window: tuple[float, float],
+) -> None:
+    """One panel: grey image, coloured labels, a name box per vertebra, orientation letters and a title."""
+    axis, labels = panel.axis, panel.labels
+    horiz = 1 if axis == 0 else 0  # world axis shown left-to-right: P for sagittal, L for coronal
+    extent = (
+        lo[horiz] - step / 2,
+        lo[horiz] + (labels.shape[0] - 0.5) * step,
+        lo[2] - step / 2,
+        lo[2] + (labels.shape[1] - 0.5) * step,
+    )
+    background = panel.grey if panel.grey is not None else np.zeros(labels.shape, np.float32)
+    ax.imshow(background.T, cmap="gray", origin="lower", extent=extent, vmin=window[0], vmax=window[1])
+    overlay = _overlay(labels, panel.semantic, colours, sem_colours)
+    ax.imshow(overlay.transpose(1, 0, 2), origin="lower", extent=extent)
+    ax.set_facecolor("black")
+    for record in result.vertebrae:
+        colour = colours.get(record.label, (1.0, 1.0, 1.0))
+        x_text, y_text, align = _label_position(labels, record, lo, step, horiz, sagittal=(axis == 0))
+        # Keep the name inside the panel (a rough width estimate: ~2.2 % of the panel per character).
+        width = (extent[1] - extent[0]) * 0.022 * (len(record.name) + 1)
+        if align == "right" and x_text - width < extent[0]:
+            x_text, align = extent[0] + step, "left"
+        elif align == "left" and x_text + width > extent[1]:
+            x_text, align = extent[1] - step, "right"
+        ink = "black" if 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2] > 0.5 else "white"
+        ax.text(x_text, y_text, record.name, color=ink, fontsize=8, ha=align, va="center",
+                bbox={"boxstyle": "round,pad=0.2", "fc": (*colour, 0.9), "ec": "none"})  # fmt: skip
+    left, right = ("A", "P") if axis == 0 else ("R", "L")
+    for x, y, letter, ha in ((0.01, 0.5, left, "left"), (0.99, 0.5, right, "right")):
+        ax.text(x, y, letter, color="white", transform=ax.transAxes, ha=ha, va="center", fontsize=9)
+    ax.text(0.5, 0.99, "S", color="white", transform=ax.transAxes, ha="center", va="top", fontsize=9)
+    ax.text(0.5, 0.01, "I", color="white", transform=ax.transAxes, ha="center", va="bottom", fontsize=9)
+    ax.set_title(f"{panel.name} (LPS {'x' if axis == 0 else 'y'} = {panel.origin[axis]:.1f} mm)", color="white",
+                 fontsize=9)  # fmt: skip
+    ax.set_xticks([])
+    ax.set_yticks([])
 
 
 def _label_position(labels: NDArray, record, lo: NDArray, step: float, horiz: int, *, sagittal: bool):

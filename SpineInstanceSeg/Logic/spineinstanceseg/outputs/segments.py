@@ -34,6 +34,7 @@ __all__ = ["SegmentSpec", "SegmentTable", "segment_table", "safe_segment_id"]
 CANAL_LABEL = 200
 _DISC_BASE = 100
 _FALLBACK_START = 150
+_VALUE_DTYPE = np.uint16  # label values of the layers while they are built (narrowed at the end)
 
 
 @dataclass(frozen=True)
@@ -102,13 +103,24 @@ def _disc_name(above: str | None, below: str | None, index: int) -> str:
 def segment_table(result: SegmentationResult, *, include_semantic: bool = True) -> SegmentTable:
     """Segments of ``result`` and the label-map layer(s) holding them (see module docstring)."""
     instances = np.asarray(result.instances.array)
-    records = {int(v.label): v for v in result.vertebrae}
-    value_dtype = np.uint16
     labels = [int(v.label) for v in result.vertebrae]
     # One pass over the volume: keep the instance values that belong to a record, zero anything else.
-    layer0 = np.where(np.isin(instances, labels), instances, 0).astype(value_dtype)
-    segments: list[SegmentSpec] = []
+    layer0 = np.where(np.isin(instances, labels), instances, 0).astype(_VALUE_DTYPE)
+    segments = _vertebra_segments(result)
+    if not include_semantic:
+        return SegmentTable(tuple(segments), (_narrow(layer0),))
+    extra = np.zeros(instances.shape, dtype=_VALUE_DTYPE)
     used: set[int] = set(labels)
+    extra_specs = _disc_segments(result, extra, used)
+    has_sacrum = any(s.kind == "sacrum" for s in segments)
+    extra_specs += _canal_and_sacrum_segments(np.asarray(result.semantic.array), extra, used, has_sacrum=has_sacrum)
+    extra_specs = _unique_ids(extra_specs, {s.segment_id for s in segments})
+    return _layered(segments, extra_specs, layer0, extra)
+
+
+def _vertebra_segments(result: SegmentationResult) -> list[SegmentSpec]:
+    """One segment per vertebra record, top to bottom, with its value in ``result.instances`` (layer 0)."""
+    segments = []
     for index, record in enumerate(result.vertebrae, start=1):
         is_sacrum = record.level_code is not None and int(record.level_code) == SACRUM_CODE
         segments.append(
@@ -123,14 +135,13 @@ def segment_table(result: SegmentationResult, *, include_semantic: bool = True) 
                 confidence=float(record.confidence),
             )
         )
-    if not include_semantic:
-        return SegmentTable(tuple(segments), (_narrow(layer0),))
+    return segments
 
-    semantic = np.asarray(result.semantic.array)
-    extra = np.zeros(instances.shape, dtype=value_dtype)
-    extra_specs: list[SegmentSpec] = []
 
-    # Discs: group components by the pair of vertebrae they touch, order groups top to bottom.
+def _disc_segments(result: SegmentationResult, extra: NDArray, used: set[int]) -> list[SegmentSpec]:
+    """One segment per disc, top to bottom: its components grouped by the pair of vertebrae they touch, painted
+    into ``extra`` with a free label value (added to ``used``)."""
+    records = {int(v.label): v for v in result.vertebrae}
     components, neighbours = disc_neighbours(result.instances, result.semantic)
     groups: dict[tuple[int | None, int | None], list[int]] = {}
     for item in neighbours:
@@ -138,45 +149,58 @@ def segment_table(result: SegmentationResult, *, include_semantic: bool = True) 
         below = item.below if item.below in records else None
         key = (above, below) if (above is not None or below is not None) else (None, -item.component)
         groups.setdefault(key, []).append(item.component)
-    if groups:
-        z_world = _component_heights(result, components)
-        ordered = sorted(groups.items(), key=lambda kv: -np.mean([z_world[c] for c in kv[1]]))
-        for disc_index, ((above, below), comps) in enumerate(ordered, start=1):
-            below = below if below is not None and below >= 0 else None
-            above_rec = records.get(above) if above is not None else None
-            below_rec = records.get(below) if below is not None else None
-            name = _disc_name(above_rec.name if above_rec else None, below_rec.name if below_rec else None, disc_index)
-            value = _free_value(_DISC_BASE + above if above is not None else _FALLBACK_START, used)
-            used.add(value)
-            extra[np.isin(components, comps)] = value
-            extra_specs.append(
-                SegmentSpec(
-                    segment_id=safe_segment_id(name),
-                    name=name,
-                    label_value=value,
-                    layer=0,
-                    color=disc_color(disc_index),
-                    terminology=disc_terminology(
-                        above_rec.level_code if above_rec else None, below_rec.level_code if below_rec else None
-                    ),
-                    kind="disc",
-                )
+    if not groups:
+        return []
+    specs = []
+    z_world = _component_heights(result, components)
+    ordered = sorted(groups.items(), key=lambda kv: -np.mean([z_world[c] for c in kv[1]]))
+    for disc_index, ((above, below), comps) in enumerate(ordered, start=1):
+        below = below if below is not None and below >= 0 else None
+        above_rec = records.get(above) if above is not None else None
+        below_rec = records.get(below) if below is not None else None
+        name = _disc_name(above_rec.name if above_rec else None, below_rec.name if below_rec else None, disc_index)
+        value = _free_value(_DISC_BASE + above if above is not None else _FALLBACK_START, used)
+        used.add(value)
+        extra[np.isin(components, comps)] = value
+        specs.append(
+            SegmentSpec(
+                segment_id=safe_segment_id(name),
+                name=name,
+                label_value=value,
+                layer=0,
+                color=disc_color(disc_index),
+                terminology=disc_terminology(
+                    above_rec.level_code if above_rec else None, below_rec.level_code if below_rec else None
+                ),
+                kind="disc",
             )
+        )
+    return specs
+
+
+def _canal_and_sacrum_segments(
+    semantic: NDArray, extra: NDArray, used: set[int], *, has_sacrum: bool
+) -> list[SegmentSpec]:
+    """The spinal canal, and the sacrum unless a vertebra record is the sacrum, painted into ``extra``."""
+    specs = []
     if np.any(semantic == CANAL):
         value = _free_value(CANAL_LABEL, used)
         used.add(value)
         extra[semantic == CANAL] = value
-        extra_specs.append(
-            SegmentSpec("Spinal_canal", "Spinal canal", value, 0, CANAL_COLOR, canal_terminology(), "canal")
-        )
-    sacrum_in_records = any(s.kind == "sacrum" for s in segments)
-    if not sacrum_in_records and np.any(semantic == SACRUM):
+        specs.append(SegmentSpec("Spinal_canal", "Spinal canal", value, 0, CANAL_COLOR, canal_terminology(), "canal"))
+    if not has_sacrum and np.any(semantic == SACRUM):
         value = _free_value(SACRUM_CODE, used)
         used.add(value)
         extra[semantic == SACRUM] = value
-        extra_specs.append(SegmentSpec("Sacrum", "Sacrum", value, 0, SACRUM_COLOR, sacrum_terminology(), "sacrum"))
+        specs.append(SegmentSpec("Sacrum", "Sacrum", value, 0, SACRUM_COLOR, sacrum_terminology(), "sacrum"))
+    return specs
 
-    extra_specs = _unique_ids(extra_specs, {s.segment_id for s in segments})
+
+def _layered(
+    segments: list[SegmentSpec], extra_specs: list[SegmentSpec], layer0: NDArray, extra: NDArray
+) -> SegmentTable:
+    """The table with the semantic segments in the vertebrae's label map where they do not overlap it, else in
+    a second layer."""
     if not extra_specs:
         return SegmentTable(tuple(segments), (_narrow(layer0),))
     overlap = bool(np.any((extra > 0) & (layer0 > 0)))

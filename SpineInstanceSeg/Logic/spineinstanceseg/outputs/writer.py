@@ -28,6 +28,7 @@ from typing import Any
 from ..atomic import atomic_directory
 from ..errors import InputError
 from ..io import write_volume
+from ..output_kinds import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
 from ..progress import CancelToken, Progress
 from ..results import SegmentationResult
 from ..volume import Volume
@@ -41,10 +42,6 @@ from .stl import write_stl
 __all__ = ["OUTPUT_KINDS", "DEFAULT_OUTPUTS", "LABEL_FORMATS", "write_all", "case_paths"]
 
 log = logging.getLogger(__name__)
-
-OUTPUT_KINDS = ("nifti", "nrrd", "seg.nrrd", "stl", "markups", "csv", "preview", "report")
-DEFAULT_OUTPUTS = ("nifti", "seg.nrrd", "markups", "csv", "preview", "report")
-LABEL_FORMATS = (".nii.gz", ".nii", ".nrrd", ".mha")
 
 
 def case_paths(folder: str | os.PathLike[str], case_name: str, *, label_format: str = ".nii.gz") -> dict[str, Path]:

@@ -102,21 +102,10 @@ def _frame(alpha: float, beta: float, gamma: float) -> NDArray:
     return np.stack([e_u, e_v, tangent], axis=1)
 
 
-def build_layout(
-    shapes: dict[int, VertebraShape],
-    order: list[int],
-    sacrum: SacrumShape,
-    curve: CurveParams,
-    *,
-    disc_override: dict[int, float] | None = None,
-) -> SpineLayout:
-    """Stack the vertebrae ``order`` (head to feet, sacrum last) on the curve described by ``curve``.
-
-    ``disc_override`` maps the code of the vertebra above a disc to a forced disc height (hard cases).
-    """
-    disc_override = disc_override or {}
-    vertebrae = [c for c in order if c != SACRUM_CODE]
-    # Arc length of each body centre, stacking upwards from the S1 endplate at s = 0.
+def _arc_lengths(
+    shapes: dict[int, VertebraShape], vertebrae: list[int], disc_override: dict[int, float]
+) -> tuple[dict[int, float], float]:
+    """Arc length (mm) of each body centre, stacking upwards from the S1 endplate at s = 0; and of the top."""
     arc: dict[int, float] = {}
     s = 0.0
     for code in reversed(vertebrae):
@@ -126,7 +115,43 @@ def build_layout(
         s += disc + mean_h / 2.0
         arc[code] = s
         s += mean_h / 2.0
-    s_top = s
+    return arc, s
+
+
+@dataclass(frozen=True)
+class _CentreLine:
+    """The spine's centre line sampled every ``step`` mm of arc length: points, sagittal tilt ``alpha`` and
+    coronal tilt ``beta`` (radians), and the curve parameters that set the axial rotation."""
+
+    step: float
+    grid: NDArray
+    points: NDArray
+    alpha: NDArray
+    beta: NDArray
+    curve: CurveParams
+
+    def pose_at(self, x: float, gamma_deg: float) -> Pose:
+        """Position and frame at arc length ``x``, turned by ``gamma_deg`` about the column."""
+        i = float(np.clip(x / self.step, 0, len(self.grid) - 1.001))
+        i0, f = int(i), i - int(i)
+        centre = self.points[i0] * (1 - f) + self.points[i0 + 1] * f
+        a = self.alpha[i0] * (1 - f) + self.alpha[i0 + 1] * f
+        b = self.beta[i0] * (1 - f) + self.beta[i0 + 1] * f
+        return Pose(centre, _frame(a, b, np.radians(gamma_deg)))
+
+    def gamma_at(self, x: float) -> float:
+        """Axial rotation (degrees) at arc length ``x``: vertebrae at the scoliotic apex turn most (towards the
+        convex side)."""
+        curve = self.curve
+        ph = (x - curve.scoliosis_centre) / curve.scoliosis_half_wave * np.pi
+        return -curve.scoliosis_sign * curve.rotation_gain * curve.cobb * float(np.cos(ph))
+
+
+def _centre_line(
+    shapes: dict[int, VertebraShape], vertebrae: list[int], arc: dict[int, float], s_top: float, curve: CurveParams
+) -> _CentreLine:
+    """Integrate the curvature of the lumbar lordosis, thoracic kyphosis and cervical lordosis (and the
+    scoliotic wave) along the arc length into the centre line."""
     # Region boundaries along s (lumbar: up to the top of the first lumbar-kind level, thoracic: up to T1).
     lumbar_top = max((arc[c] + shapes[c].height / 2 for c in vertebrae if shapes[c].kind == "lumbar"), default=0.0)
     thor_top = max((arc[c] + shapes[c].height / 2 for c in vertebrae if shapes[c].kind == "thoracic"), default=0.0)
@@ -153,35 +178,29 @@ def build_layout(
     tangent = np.stack([np.sin(beta), -np.sin(alpha), np.cos(alpha) * np.cos(beta)], axis=1)
     tangent /= np.linalg.norm(tangent, axis=1, keepdims=True)
     points = np.concatenate([[np.zeros(3)], np.cumsum(0.5 * (tangent[1:] + tangent[:-1]) * step, axis=0)])
+    return _CentreLine(step, grid, points, alpha, beta, curve)
 
-    def pose_at(x: float, gamma_deg: float) -> Pose:
-        i = float(np.clip(x / step, 0, len(grid) - 1.001))
-        i0, f = int(i), i - int(i)
-        centre = points[i0] * (1 - f) + points[i0 + 1] * f
-        a = alpha[i0] * (1 - f) + alpha[i0 + 1] * f
-        b = beta[i0] * (1 - f) + beta[i0 + 1] * f
-        return Pose(centre, _frame(a, b, np.radians(gamma_deg)))
 
-    def gamma_at(x: float) -> float:
-        # Vertebrae at the scoliotic apex turn most (towards the convex side).
-        ph = (x - curve.scoliosis_centre) / curve.scoliosis_half_wave * np.pi
-        return -curve.scoliosis_sign * curve.rotation_gain * curve.cobb * float(np.cos(ph))
-
-    poses: dict[int, Pose] = {}
-    gammas: dict[int, float] = {}
-    for idx, code in enumerate(vertebrae):
-        jitter = curve.jitter[idx] if idx < len(curve.jitter) else 0.0
-        gammas[code] = gamma_at(arc[code]) + jitter
-        poses[code] = pose_at(arc[code], gammas[code])
-    base = pose_at(0.0, gamma_at(0.0))
-    extra = np.radians(max(curve.sacral_slope - alpha0, 0.0))
-    # Tilt the sacrum about its left-right axis so that its endplate faces further forwards.
+def _sacrum_pose(line: _CentreLine, curve: CurveParams) -> Pose:
+    """The sacrum at s = 0, tilted about its left-right axis so that its endplate faces further forwards (the
+    sacral slope beyond the lumbar curve's starting tilt)."""
+    base = line.pose_at(0.0, line.gamma_at(0.0))
+    extra = np.radians(max(curve.sacral_slope - 0.5 * curve.lordosis, 0.0))
     c, s_ = np.cos(extra), np.sin(extra)
     tilt = np.array([[1.0, 0.0, 0.0], [0.0, c, -s_], [0.0, s_, c]])
-    poses[SACRUM_CODE] = Pose(base.centre, base.rotation @ tilt)
-    arc[SACRUM_CODE] = 0.0
-    gammas[SACRUM_CODE] = gamma_at(0.0)
+    return Pose(base.centre, base.rotation @ tilt)
 
+
+def _disc_placements(
+    shapes: dict[int, VertebraShape],
+    vertebrae: list[int],
+    arc: dict[int, float],
+    gammas: dict[int, float],
+    line: _CentreLine,
+    disc_override: dict[int, float],
+) -> list[DiscPlacement]:
+    """One disc between each vertebra and the next one below (the sacrum below the last; none below C1),
+    midway between the lower endplate above and the upper endplate below, turned like its two vertebrae."""
     discs = []
     below = [*vertebrae[1:], SACRUM_CODE]
     for upper, lower in zip(vertebrae, below, strict=True):
@@ -195,5 +214,34 @@ def build_layout(
             s_top_lower = arc[lower] + 0.25 * (shapes[lower].height + shapes[lower].height_ant)
         height = disc_override.get(upper, shapes[upper].disc_below)
         x = 0.5 * (s_bottom + s_top_lower)
-        discs.append(DiscPlacement(upper, lower, pose_at(x, 0.5 * (gammas[upper] + gammas[lower])), height))
+        discs.append(DiscPlacement(upper, lower, line.pose_at(x, 0.5 * (gammas[upper] + gammas[lower])), height))
+    return discs
+
+
+def build_layout(
+    shapes: dict[int, VertebraShape],
+    order: list[int],
+    sacrum: SacrumShape,
+    curve: CurveParams,
+    *,
+    disc_override: dict[int, float] | None = None,
+) -> SpineLayout:
+    """Stack the vertebrae ``order`` (head to feet, sacrum last) on the curve described by ``curve``.
+
+    ``disc_override`` maps the code of the vertebra above a disc to a forced disc height (hard cases).
+    """
+    disc_override = disc_override or {}
+    vertebrae = [c for c in order if c != SACRUM_CODE]
+    arc, s_top = _arc_lengths(shapes, vertebrae, disc_override)
+    line = _centre_line(shapes, vertebrae, arc, s_top, curve)
+    poses: dict[int, Pose] = {}
+    gammas: dict[int, float] = {}
+    for idx, code in enumerate(vertebrae):
+        jitter = curve.jitter[idx] if idx < len(curve.jitter) else 0.0
+        gammas[code] = line.gamma_at(arc[code]) + jitter
+        poses[code] = line.pose_at(arc[code], gammas[code])
+    poses[SACRUM_CODE] = _sacrum_pose(line, curve)
+    arc[SACRUM_CODE] = 0.0
+    gammas[SACRUM_CODE] = line.gamma_at(0.0)
+    discs = _disc_placements(shapes, vertebrae, arc, gammas, line, disc_override)
     return SpineLayout(dict(shapes), poses, discs, sacrum, list(order), arc)

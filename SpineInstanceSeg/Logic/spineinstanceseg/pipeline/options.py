@@ -8,13 +8,13 @@ from pathlib import Path
 from ..atomic import full_suffix
 from ..devices import parse_device
 from ..errors import InputError
-from ..outputs.writer import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
+from ..output_kinds import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
 
 __all__ = ["SegmentOptions", "parse_exports", "case_name_of"]
 
 
 def parse_exports(text: str | None) -> tuple[str, ...]:
-    """ "stl,nrrd" -> the default outputs plus those; unknown names are an error (see :mod:`..outputs.writer`)."""
+    """ "stl,nrrd" -> the default outputs plus those; unknown names are an error (see :mod:`..output_kinds`)."""
     if not text:
         return DEFAULT_OUTPUTS
     asked = [part.strip().lower() for part in text.split(",") if part.strip()]
@@ -51,8 +51,8 @@ class SegmentOptions:
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         lowest / anchor / with_t13 / with_l6: Level naming.
-        exports: Outputs to write (:data:`~spineinstanceseg.outputs.writer.OUTPUT_KINDS`).
-        label_format: File extension of the label maps (:data:`~spineinstanceseg.outputs.writer.LABEL_FORMATS`).
+        exports: Outputs to write (:data:`~spineinstanceseg.output_kinds.OUTPUT_KINDS`).
+        label_format: File extension of the label maps (:data:`~spineinstanceseg.output_kinds.LABEL_FORMATS`).
     """
 
     stage1_model: str | None = None

@@ -36,7 +36,7 @@ from ..orientation import to_canonical
 from ..progress import Progress
 from ..resample import resample_to_grid
 from ..semantic import SEMANTIC_NAMES, UNLABELLED
-from .dataset_sources import declared_classes, default_channel_name, find_cases, semantic_labels
+from .dataset_sources import SourceCase, declared_classes, default_channel_name, find_cases, semantic_labels
 
 __all__ = ["ConvertedDataset", "dataset_folder_name", "convert_dataset", "verify_raw_dataset", "DATASET_ORIENTATION"]
 
@@ -115,49 +115,18 @@ def convert_dataset(
         (tmp / "labelsTr").mkdir()
         for index, case in enumerate(cases):
             progress.update(index / len(cases), f"converting {case.name}")
-            image = read_volume(case.image)
-            labels = semantic_labels(kind, case)
-            if not labels.same_grid(image):
-                differences = "; ".join(labels.geometry_differences(image))
-                note = f"{case.name}: label map on another grid ({differences}), resampled onto the image grid"
-                log.warning(note)
-                warnings.append(note)
-                labels = resample_to_grid(labels, image)
-            present = np.unique(labels.array)
-            outside = sorted(int(v) for v in present if v not in (0, UNLABELLED) and int(v) not in classes)
-            if outside:
-                raise InputError(
-                    f"case {case.name} holds classes {outside} that a {kind} dataset does not declare",
-                    fix="check --from (or convert the labels first)",
-                    path=case.label,
-                )
-            image, _ = to_canonical(image.as_image(np.float32))
-            labels, _ = to_canonical(labels)
-            write_volume(image, tmp / "imagesTr" / f"{case.name}_0000{FILE_ENDING}")
+            present = _write_case(kind, case, classes, tmp, warnings)
             written.append((case.name, present))
-            # written with internal values; renumbered below once the classes of the dataset are known
-            write_volume(labels.as_label(np.uint8), tmp / "labelsTr" / f"{case.name}{FILE_ENDING}")
         if kind == "generic":  # "as the source has them": only classes that occur somewhere
             seen = set().union(*(set(int(v) for v in p) for _, p in written)) - {0}
             classes = tuple(c for c in classes if c in seen)
-        remap = {internal: model for model, internal in enumerate(classes, start=1)}
-        labels_json = {"background": 0, **{SEMANTIC_NAMES[c]: remap[c] for c in classes}}
-        if any(UNLABELLED in p for _, p in written):  # nnU-Net: "ignore" must be the highest label value
-            remap[UNLABELLED] = len(classes) + 1
-            labels_json["ignore"] = remap[UNLABELLED]
+        remap, labels_json = _model_labels(classes, any(UNLABELLED in p for _, p in written))
         if any(k != v for k, v in remap.items()):
-            lut = np.zeros(256, dtype=np.uint8)
-            for internal, model in remap.items():
-                lut[internal] = model
-            for case_name, _ in written:
-                path = tmp / "labelsTr" / f"{case_name}{FILE_ENDING}"
-                vol = read_label_map(path)
-                write_volume(vol.with_array(lut[vol.array]), path)
+            _renumber_labels(tmp, [case_name for case_name, _ in written], remap)
         if any(c.group for c in cases):
             _write_grouped_splits(tmp, [(c.name, c.group or c.name) for c in cases])
-        channel = channel_name or default_channel_name(cases)
         dataset_json = {
-            "channel_names": {"0": channel},
+            "channel_names": {"0": channel_name or default_channel_name(cases)},
             "labels": labels_json,
             "numTraining": len(written),
             "file_ending": FILE_ENDING,
@@ -171,6 +140,61 @@ def convert_dataset(
         verify_raw_dataset(tmp)
     progress.update(1.0, f"wrote {len(written)} cases")
     return ConvertedDataset(raw / folder_name, tuple(n for n, _ in written), labels_json, tuple(warnings))
+
+
+def _write_case(kind: str, case: SourceCase, classes: tuple[int, ...], folder: Path, warnings: list[str]) -> np.ndarray:
+    """Write one case's image and semantic labels (internal values, canonical orientation) into ``folder``;
+    return the label values present.
+
+    A label map on another grid is resampled onto the image's (and a warning appended to ``warnings``).
+
+    Raises:
+        InputError: the labels hold a class the ``kind`` of dataset does not declare.
+    """
+    image = read_volume(case.image)
+    labels = semantic_labels(kind, case)
+    if not labels.same_grid(image):
+        differences = "; ".join(labels.geometry_differences(image))
+        note = f"{case.name}: label map on another grid ({differences}), resampled onto the image grid"
+        log.warning(note)
+        warnings.append(note)
+        labels = resample_to_grid(labels, image)
+    present = np.unique(labels.array)
+    outside = sorted(int(v) for v in present if v not in (0, UNLABELLED) and int(v) not in classes)
+    if outside:
+        raise InputError(
+            f"case {case.name} holds classes {outside} that a {kind} dataset does not declare",
+            fix="check --from (or convert the labels first)",
+            path=case.label,
+        )
+    image, _ = to_canonical(image.as_image(np.float32))
+    labels, _ = to_canonical(labels)
+    write_volume(image, folder / "imagesTr" / f"{case.name}_0000{FILE_ENDING}")
+    # written with internal values; renumbered once the classes of the dataset are known
+    write_volume(labels.as_label(np.uint8), folder / "labelsTr" / f"{case.name}{FILE_ENDING}")
+    return present
+
+
+def _model_labels(classes: tuple[int, ...], has_unlabelled: bool) -> tuple[dict[int, int], dict[str, int]]:
+    """Internal class -> the model's label value (1, 2, ... in the order of ``classes``), and dataset.json's
+    ``labels``; unlabelled voxels become nnU-Net's "ignore", which must be the highest label value."""
+    remap = {internal: model for model, internal in enumerate(classes, start=1)}
+    labels_json = {"background": 0, **{SEMANTIC_NAMES[c]: remap[c] for c in classes}}
+    if has_unlabelled:
+        remap[UNLABELLED] = len(classes) + 1
+        labels_json["ignore"] = remap[UNLABELLED]
+    return remap, labels_json
+
+
+def _renumber_labels(folder: Path, case_names: list[str], remap: dict[int, int]) -> None:
+    """Rewrite the label maps of ``case_names`` in ``folder`` from internal values to the model's."""
+    lut = np.zeros(256, dtype=np.uint8)
+    for internal, model in remap.items():
+        lut[internal] = model
+    for case_name in case_names:
+        path = folder / "labelsTr" / f"{case_name}{FILE_ENDING}"
+        vol = read_label_map(path)
+        write_volume(vol.with_array(lut[vol.array]), path)
 
 
 def _write_grouped_splits(folder: Path, cases: list[tuple[str, str]], *, n_folds: int = 5) -> None:

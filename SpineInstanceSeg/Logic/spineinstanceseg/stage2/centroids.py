@@ -30,13 +30,13 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
-from scipy.signal import find_peaks
 from scipy.spatial import cKDTree
 from skimage.segmentation import watershed
 
 from ..errors import InputError
 from ..semantic import DISC, VERTEBRA
 from ..volume import Volume
+from .peaks import find_peaks_by_prominence
 from .working_grid import to_working_grid
 
 __all__ = [
@@ -298,7 +298,7 @@ def _disc_spaces(profile: _Profile, params: CentroidParameters) -> list[float]:
 
 def _clear_cuts(profile: _Profile, params: CentroidParameters) -> list[float]:
     """Positions of deep, prominent minima (certain disc spaces), at least ``clear_cut_spacing`` pitches apart."""
-    idx, _ = find_peaks(-profile.values, prominence=params.clear_cut_prominence)
+    idx = find_peaks_by_prominence(-profile.values, prominence=params.clear_cut_prominence)
     good = [(profile.values[i], profile.positions[i]) for i in idx if profile.values[i] <= params.clear_cut_level]
     min_gap = params.min_pitch_mm * params.clear_cut_spacing
     chosen: list[float] = []

@@ -238,6 +238,77 @@ def _complete(labels: NDArray[np.int32], mask: NDArray[np.bool_]) -> NDArray[np.
     return grown
 
 
+def _crop_to_mask(
+    windows: Sequence[WindowPrediction], full: NDArray[np.bool_]
+) -> tuple[NDArray, tuple[slice, ...], list[WindowPrediction]]:
+    """The mask's bounding box (its low corner and slices) and the windows moved into it.
+
+    Fusion works inside this box: its cost then grows with the spine, not with the field of view.
+    """
+    idx = np.argwhere(full)
+    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
+    bbox = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    shifted = [
+        WindowPrediction(w.centre, tuple(int(c) for c in np.asarray(w.corner) - lo), w.labels)  # type: ignore[arg-type]
+        for w in windows
+    ]
+    return lo, bbox, shifted
+
+
+def _claim_by_rank(preds: list[_Pred], shape: tuple[int, ...]) -> NDArray[np.int32]:
+    """Paint the predictions from the highest score down; a voxel keeps the first claim (slot value, 0 = none).
+
+    Centre predictions go first among equal scores, then the order of the windows (a stable sort).
+    """
+    order = sorted(range(len(preds)), key=lambda i: (-preds[i].score, preds[i].klass != CENTRE, i))
+    claim = np.zeros(shape, dtype=np.int32)  # vertebra index + 1
+    for i in order:
+        p = preds[i]
+        region = claim[p.sl]
+        free = p.mask & (region == 0)
+        region[free] = p.vertebra + 1
+    return claim
+
+
+def _keep_main_parts(claim: NDArray[np.int32], m: int, min_fraction: float) -> NDArray[np.int32]:
+    """Each claimed vertebra's largest connected component; fragments and slivers (smaller than
+    ``min_fraction`` x the median vertebra) are released (0)."""
+    kept = np.zeros_like(claim)
+    claimed = np.bincount(claim.ravel(), minlength=m + 1)
+    present = [v for v in range(1, m + 1) if claimed[v] > 0]
+    objects = ndimage.find_objects(claim, max_label=m)
+    sizes: dict[int, int] = {}
+    for v in present:
+        box = objects[v - 1]
+        region = _largest_component(claim[box] == v)
+        kept[box][region] = v
+        sizes[v] = int(region.sum())
+    if sizes:
+        median = float(np.median(list(sizes.values())))
+        for v, size in sizes.items():
+            if size < min_fraction * median:
+                log.info("fusion: vertebra %d is a %d-voxel sliver; merged into its neighbours", v, size)
+                kept[kept == v] = 0
+    return kept
+
+
+def _top_to_bottom(labels: NDArray[np.int32], mask: NDArray[np.bool_], m: int) -> tuple[list[int], NDArray[np.int32]]:
+    """The slot values left in ``labels`` ordered top to bottom (by the height, axis 2, of their final regions),
+    and the lookup table that relabels them 1..N in that order (empty slots dropped).
+
+    This is the centroid-list order whenever the windows behaved; it keeps the promise when they did not.
+    """
+    counts_final = np.bincount(labels.ravel(), minlength=m + 1)
+    present_final = [v for v in range(1, m + 1) if counts_final[v] > 0]
+    centres = ndimage.center_of_mass(mask.astype(np.uint8), labels, present_final) if present_final else []
+    heights = [c[2] for c in centres]
+    survivors = [v for _, v in sorted(zip((-np.asarray(heights)).tolist(), present_final, strict=True))]
+    lut = np.zeros(m + 1, dtype=np.int32)
+    for new, v in enumerate(survivors, start=1):
+        lut[v] = new
+    return survivors, lut
+
+
 def dice_fusion(
     windows: Sequence[WindowPrediction],
     *,
@@ -262,59 +333,18 @@ def dice_fusion(
     m = n + 2  # slots: one above the first centroid, the n centroids, one below the last
     if not full.any():
         return FusionResult(np.zeros(full.shape, np.int32), np.zeros(0), np.zeros(0, np.int64), np.zeros(0, np.int64))
-    # Work inside the mask's bounding box: the cost then grows with the spine, not with the field of view.
-    idx = np.argwhere(full)
-    lo, hi = idx.min(axis=0), idx.max(axis=0) + 1
-    bbox = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    lo, bbox, shifted = _crop_to_mask(windows, full)
     mask = full[bbox]
-    shifted = [
-        WindowPrediction(w.centre, tuple(int(c) for c in np.asarray(w.corner) - lo), w.labels)  # type: ignore[arg-type]
-        for w in windows
-    ]
-    preds = _collect(shifted, n, mask)
+    preds = _collect(shifted, n, mask)  # 1. agreement
     confidence, counts = _score(preds, m)
-    # Rank high to low; centre predictions first among equals, then the order of the windows (stable).
-    order = sorted(range(len(preds)), key=lambda i: (-preds[i].score, preds[i].klass != CENTRE, i))
-    claim = np.zeros(mask.shape, dtype=np.int32)  # vertebra index + 1
-    for i in order:
-        p = preds[i]
-        region = claim[p.sl]
-        free = p.mask & (region == 0)
-        region[free] = p.vertebra + 1
-
-    # Keep each vertebra's largest connected component; release fragments and tiny vertebrae.
-    kept = np.zeros_like(claim)
-    claimed = np.bincount(claim.ravel(), minlength=m + 1)
-    present = [v for v in range(1, m + 1) if claimed[v] > 0]
-    objects = ndimage.find_objects(claim, max_label=m)
-    sizes: dict[int, int] = {}
-    for v in present:
-        box = objects[v - 1]
-        region = _largest_component(claim[box] == v)
-        kept[box][region] = v
-        sizes[v] = int(region.sum())
-    if sizes:
-        median = float(np.median(list(sizes.values())))
-        for v, size in sizes.items():
-            if size < min_fraction * median:
-                log.info("fusion: vertebra %d is a %d-voxel sliver; merged into its neighbours", v, size)
-                kept[kept == v] = 0
-    labels = _complete(kept, mask)
-
-    # Relabel 1..N top to bottom by the height (axis 2) of the final regions, dropping empty vertebrae. This is
-    # the centroid-list order whenever the windows behaved; it keeps the promise when they did not.
-    counts_final = np.bincount(labels.ravel(), minlength=m + 1)
-    present_final = [v for v in range(1, m + 1) if counts_final[v] > 0]
-    centres = ndimage.center_of_mass(mask.astype(np.uint8), labels, present_final) if present_final else []
-    heights = [c[2] for c in centres]
-    survivors = [v for _, v in sorted(zip((-np.asarray(heights)).tolist(), present_final, strict=True))]
-    lut = np.zeros(m + 1, dtype=np.int32)
-    for new, v in enumerate(survivors, start=1):
-        lut[v] = new
+    claim = _claim_by_rank(preds, mask.shape)  # 2. ranking
+    kept = _keep_main_parts(claim, m, min_fraction)  # 3. clean-up
+    labels = _complete(kept, mask)  # 4. completion
+    survivors, lut = _top_to_bottom(labels, mask, m)
     source = np.asarray([v - 2 for v in survivors], dtype=np.int64)  # claim value v = slot + 1 = index + 2
     out = np.zeros(full.shape, np.int32)
     out[bbox] = lut[labels]
-    consensus = _consensus_centroids(preds, survivors, labels) + lo[None, :] if survivors else np.zeros((0, 3))
+    consensus = _consensus_centroids(preds, survivors, labels) + lo[None, :] if survivors else np.zeros((0, 3))  # 5.
     return FusionResult(
         labels=out,
         confidence=np.clip(confidence[source + 1], 0.0, 1.0) if len(source) else np.zeros(0),

@@ -28,7 +28,7 @@ import torch
 import torch.nn.functional as F
 
 from ..atomic import atomic_directory, atomic_path
-from ..devices import resolve_device
+from ..devices import ResolvedDevice, resolve_device
 from ..errors import CancelledError, InputError
 from ..progress import CancelToken
 from .model import Stage2Config, Stage2Model
@@ -171,6 +171,112 @@ def _load_checkpoint(out: Path, model: Stage2Model, optimizer: torch.optim.Optim
     return _State(payload["epoch"], payload["best_dice"], payload["history"], payload["rng"])
 
 
+def _start_model(
+    config: Stage2Config, schedule: TrainSchedule, device: ResolvedDevice, init: str | Path | None
+) -> tuple[Stage2Model, torch.memory_format, torch.optim.Optimizer]:
+    """The network on its device in its memory layout, with its Adam optimizer; weights from ``init`` if given."""
+    model = Stage2Model(config, device=device)
+    net = model.network
+    # channels-last 3D memory layout: measured ~1.5x faster convolutions on CPU (oneDNN) for this network
+    layout = torch.channels_last_3d if model.device.type == "cpu" else torch.contiguous_format
+    net.to(memory_format=layout)
+    optimizer = torch.optim.Adam(net.parameters(), lr=schedule.lr)
+    if init is not None:
+        start = Stage2Model.load(init, device=model.device)
+        if start.config.channels != config.channels or start.config.base_width != config.base_width:
+            raise InputError(
+                "the --init model has other input channels or width than the model being trained",
+                fix="train with the same channels and base width, or leave out --init",
+                path=init,
+            )
+        net.load_state_dict(start.network.state_dict())
+    return model, layout, optimizer
+
+
+def _validation_windows(
+    val_cases: Sequence[TrainingCase], config: Stage2Config, schedule: TrainSchedule
+) -> tuple[np.ndarray, np.ndarray]:
+    """The validation windows (inputs, targets): un-augmented, from their own seed, the same in every epoch."""
+    val_rng = np.random.default_rng([schedule.seed, 1])
+    val = [
+        make_sample(val_cases[i % len(val_cases)], val_rng, spec=config.window, channels=config.channels,
+                    augment=Augmentation.none())
+        for i in range(schedule.val_windows)
+    ]  # fmt: skip
+    return np.stack([v[0] for v in val]), np.stack([v[1] for v in val])
+
+
+def _learning_rate(schedule: TrainSchedule, epoch: int) -> float:
+    """The learning rate of ``epoch`` (1-based): constant, or polynomial decay (power 0.9) to 0."""
+    return schedule.lr * ((1 - (epoch - 1) / schedule.epochs) ** 0.9 if schedule.lr_decay == "poly" else 1.0)
+
+
+def _train_epoch(
+    model: Stage2Model,
+    optimizer: torch.optim.Optimizer,
+    layout: torch.memory_format,
+    train_cases: Sequence[TrainingCase],
+    rng: np.random.Generator,
+    *,
+    config: Stage2Config,
+    schedule: TrainSchedule,
+    augment: Augmentation | None,
+    cancel: CancelToken | None,
+) -> list[float]:
+    """``schedule.iterations`` optimizer steps on random (augmented) training windows; the loss of each."""
+    net = model.network
+    net.train()
+    losses = []
+    for _ in range(schedule.iterations):
+        if cancel is not None and cancel.cancelled:
+            raise CancelledError("stage-2 training was cancelled", fix="resume it with --resume")
+        x, y = make_batch(
+            train_cases, rng, schedule.batch_size, spec=config.window, channels=config.channels, augment=augment
+        )
+        logits = net(torch.from_numpy(x).to(model.device).contiguous(memory_format=layout))
+        loss = _loss(logits, torch.from_numpy(y).to(model.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    return losses
+
+
+def _validate(model: Stage2Model, val_x: np.ndarray, val_y: np.ndarray, batch_size: int) -> float:
+    """Mean hard Dice of the network's predictions on the validation windows (:func:`validation_dice`)."""
+    model.network.eval()
+    pred = model.predict_windows(val_x, batch_size=batch_size).argmax(axis=1)
+    return float(np.mean([validation_dice(p, t) for p, t in zip(pred, val_y, strict=True)]))
+
+
+def _record_epoch(
+    out: Path,
+    model: Stage2Model,
+    optimizer: torch.optim.Optimizer,
+    state: _State,
+    record: dict[str, float],
+    rng: np.random.Generator,
+    schedule: TrainSchedule,
+) -> None:
+    """Keep an epoch: its record and the random state in ``state`` and the model's training notes, the model
+    when validation improved, the checkpoint, ``history.json`` and ``curves.png``."""
+    dice = record["val_dice"]
+    state.history.append(record)
+    state.epoch = int(record["epoch"])
+    state.rng = rng.bit_generator.state
+    model.config.training.update(
+        {"schedule": schedule.to_dict(), "epochs_done": state.epoch, "val_dice_last": dice, "history": state.history}
+    )
+    if dice > state.best_dice:
+        state.best_dice = dice
+        model.config.training["val_dice_best"] = dice
+        model.save(out / "model")
+    _save_checkpoint(out, model, optimizer, state)
+    with atomic_path(out / "history.json") as tmp:
+        tmp.write_text(json.dumps(state.history, indent=1) + "\n", encoding="utf-8")
+    plot_curves(state.history, out / "curves.png")
+
+
 def train_stage2(
     train_cases: Sequence[TrainingCase],
     val_cases: Sequence[TrainingCase],
@@ -207,59 +313,25 @@ def train_stage2(
     resolved = resolve_device(device)  # an unusable device fails before anything is written
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    model = Stage2Model(config, device=resolved)
-    net = model.network
-    # channels-last 3D memory layout: measured ~1.5x faster convolutions on CPU (oneDNN) for this network
-    layout = torch.channels_last_3d if model.device.type == "cpu" else torch.contiguous_format
-    net.to(memory_format=layout)
-    optimizer = torch.optim.Adam(net.parameters(), lr=schedule.lr)
+    model, layout, optimizer = _start_model(config, schedule, resolved, init)
     state = _State()
-    if init is not None:
-        start = Stage2Model.load(init, device=model.device)
-        if start.config.channels != config.channels or start.config.base_width != config.base_width:
-            raise InputError(
-                "the --init model has other input channels or width than the model being trained",
-                fix="train with the same channels and base width, or leave out --init",
-                path=init,
-            )
-        net.load_state_dict(start.network.state_dict())
     if resume and (out / "checkpoint" / "state.json").is_file():
         state = _load_checkpoint(out, model, optimizer)
         log.info("resuming stage-2 training after epoch %d", state.epoch)
     rng = np.random.default_rng(schedule.seed)
     if state.rng is not None:
         rng.bit_generator.state = state.rng
-    val_rng = np.random.default_rng([schedule.seed, 1])
-    val = [
-        make_sample(val_cases[i % len(val_cases)], val_rng, spec=config.window, channels=config.channels,
-                    augment=Augmentation.none())
-        for i in range(schedule.val_windows)
-    ]  # fmt: skip
-    val_x = np.stack([v[0] for v in val])
-    val_y = np.stack([v[1] for v in val])
+    val_x, val_y = _validation_windows(val_cases, config, schedule)
     log.info("stage-2 network: %d parameters", model.parameter_count)
     for epoch in range(state.epoch + 1, schedule.epochs + 1):
         t0 = time.perf_counter()
-        lr = schedule.lr * ((1 - (epoch - 1) / schedule.epochs) ** 0.9 if schedule.lr_decay == "poly" else 1.0)
+        lr = _learning_rate(schedule, epoch)
         for group in optimizer.param_groups:
             group["lr"] = lr
-        net.train()
-        losses = []
-        for _ in range(schedule.iterations):
-            if cancel is not None and cancel.cancelled:
-                raise CancelledError("stage-2 training was cancelled", fix="resume it with --resume")
-            x, y = make_batch(
-                train_cases, rng, schedule.batch_size, spec=config.window, channels=config.channels, augment=augment
-            )
-            logits = net(torch.from_numpy(x).to(model.device).contiguous(memory_format=layout))
-            loss = _loss(logits, torch.from_numpy(y).to(model.device))
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            losses.append(float(loss.detach()))
-        net.eval()
-        pred = model.predict_windows(val_x, batch_size=schedule.batch_size).argmax(axis=1)
-        dice = float(np.mean([validation_dice(p, t) for p, t in zip(pred, val_y, strict=True)]))
+        losses = _train_epoch(
+            model, optimizer, layout, train_cases, rng, config=config, schedule=schedule, augment=augment, cancel=cancel
+        )
+        dice = _validate(model, val_x, val_y, schedule.batch_size)
         record = {
             "epoch": epoch,
             "loss": float(np.mean(losses)) if losses else float("nan"),
@@ -267,20 +339,7 @@ def train_stage2(
             "lr": lr,
             "seconds": time.perf_counter() - t0,
         }
-        state.history.append(record)
-        state.epoch = epoch
-        state.rng = rng.bit_generator.state
-        model.config.training.update(
-            {"schedule": schedule.to_dict(), "epochs_done": epoch, "val_dice_last": dice, "history": state.history}
-        )
-        if dice > state.best_dice:
-            state.best_dice = dice
-            model.config.training["val_dice_best"] = dice
-            model.save(out / "model")
-        _save_checkpoint(out, model, optimizer, state)
-        with atomic_path(out / "history.json") as tmp:
-            tmp.write_text(json.dumps(state.history, indent=1) + "\n", encoding="utf-8")
-        plot_curves(state.history, out / "curves.png")
+        _record_epoch(out, model, optimizer, state, record, rng, schedule)
         log.info("epoch %d/%d: loss %.4f, val Dice %.4f (%.0f s)", epoch, schedule.epochs, record["loss"], dice,
                  record["seconds"])  # fmt: skip
         if on_epoch is not None:
