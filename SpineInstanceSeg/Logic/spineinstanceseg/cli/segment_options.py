@@ -8,7 +8,7 @@ from ..conventions import CONVENTIONS
 from ..devices import DEVICE_HELP, parse_device
 from ..errors import InputError
 from ..outputs.writer import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
-from ..pipeline.options import SegmentOptions, parse_exports
+from ..pipeline.options import STAGE1_SOURCES, TOTALSEG_TASKS, SegmentOptions, parse_exports
 
 
 def device_name(text: str) -> str:
@@ -35,6 +35,14 @@ def add_device_option(parser: argparse._ActionsContainer, *, default: str) -> No
 def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument(
+        "--stage1",
+        choices=STAGE1_SOURCES,
+        default="nnunet",
+        help="stage-1 source: nnunet (the bundled model or --stage1-model) or totalsegmentator (the "
+        "TotalSegmentator package, installed separately: pip install TotalSegmentator; it downloads its weights on "
+        "the first run; CT task total, MRI task total_mr) (default: nnunet)",
+    )
+    models.add_argument(
         "--stage1-model", metavar="DIR", help="trained nnU-Net v2 model folder for stage 1 (default: bundled model)"
     )
     models.add_argument("--folds", help="nnU-Net folds to use, comma-separated, e.g. 0,1 or all (default: all found)")
@@ -45,6 +53,18 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
         default="auto",
         help="stage 1 test-time mirroring: off is about 8x faster on CPU and costs about 0.01 vertebra Dice "
         "(default: auto, the model card's choice; on for the bundled model)",
+    )
+    models.add_argument(
+        "--totalseg-task",
+        choices=TOTALSEG_TASKS,
+        default="auto",
+        help="TotalSegmentator's task with --stage1 totalsegmentator: total (CT only), total_mr (MRI, also CT) "
+        "(default: auto = total for a CT, total_mr for an MRI)",
+    )
+    models.add_argument(
+        "--totalseg-fast",
+        action="store_true",
+        help="TotalSegmentator's 3 mm model: one network instead of five at 1.5 mm, much faster, less exact",
     )
     models.add_argument(
         "--mask",
@@ -90,6 +110,9 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
         stage1_mirroring={"auto": None, "on": True, "off": False}[args.mirroring],
         mask=args.mask,
         mask_convention=args.mask_convention,
+        stage1=args.stage1,
+        totalseg_task=args.totalseg_task,
+        totalseg_fast=args.totalseg_fast,
         stage2_model=args.stage2_model,
         device=args.device,
         lowest=args.lowest,
