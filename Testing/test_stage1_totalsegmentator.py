@@ -72,6 +72,9 @@ def test_stage1_sources_are_exclusive():
         SegmentOptions(stage1="spineps")
     with pytest.raises(InputError, match="unknown TotalSegmentator task"):
         SegmentOptions(stage1="totalsegmentator", totalseg_task="vertebrae_mr")
+    with pytest.raises(InputError, match="only to TotalSegmentator") as err:
+        SegmentOptions(totalseg_fast=True)
+    assert "--stage1 totalsegmentator" in err.value.fix
 
 
 def test_task_follows_the_modality():

@@ -64,7 +64,7 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models.add_argument(
         "--totalseg-fast",
         action="store_true",
-        help="TotalSegmentator's 3 mm model: one network instead of five at 1.5 mm, much faster, less exact",
+        help="TotalSegmentator's 3 mm model: one network instead of several at 1.5 mm, much faster, less exact",
     )
     models.add_argument(
         "--mask",

@@ -100,6 +100,11 @@ class SegmentOptions:
                 f"unknown TotalSegmentator task {self.totalseg_task!r}", fix=f"use {', '.join(TOTALSEG_TASKS)}"
             )
         if self.stage1 != "totalsegmentator":
+            if self.totalseg_fast or self.totalseg_task != "auto":
+                raise InputError(
+                    "--totalseg-task and --totalseg-fast apply only to TotalSegmentator as stage 1",
+                    fix="add --stage1 totalsegmentator, or drop them",
+                )
             return
         other = "--stage1-model" if self.stage1_model else "--mask" if self.mask else None
         if other:

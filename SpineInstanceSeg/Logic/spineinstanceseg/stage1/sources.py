@@ -194,7 +194,7 @@ class TotalSegmentatorSource:
         task: "total" (CT) or "total_mr" (MRI); choose it for an image with :func:`.totalseg_adapter.choose_task`.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`); passed on in
             TotalSegmentator's spelling ("gpu", "gpu:N", "cpu", "mps").
-        fast: TotalSegmentator's 3 mm model (one network instead of five at 1.5 mm: much faster, less exact).
+        fast: TotalSegmentator's 3 mm model (one network instead of several at 1.5 mm: much faster, less exact).
 
     Raises:
         InputError: an unknown task, or the TotalSegmentator package is not installed (with how to install it).
