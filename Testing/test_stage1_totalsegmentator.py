@@ -144,10 +144,34 @@ def totalseg_home(tmp_path, monkeypatch):
     return home
 
 
+@pytest.fixture
+def stage1_calls(monkeypatch, tmp_path):
+    """Records every TotalSegmentator run of the source: its raw label map and the semantic mask made of it."""
+    from spineinstanceseg.stage1 import sources
+
+    calls: list[dict] = []
+    real_run, real_predict = sources.run_totalsegmentator, sources.TotalSegmentatorSource.predict
+
+    def run(image, output, **kwargs):
+        real_run(image, output, **kwargs)
+        kept = tmp_path / f"totalseg_labels_{len(calls)}.nii.gz"
+        shutil.copy(output, kept)
+        calls.append({"labels": kept, **kwargs})
+
+    def predict(self, image, *, progress):
+        mask, warnings = real_predict(self, image, progress=progress)
+        calls[-1].update(mask=mask, warnings=warnings)
+        return mask, warnings
+
+    monkeypatch.setattr(sources, "run_totalsegmentator", run)
+    monkeypatch.setattr(sources.TotalSegmentatorSource, "predict", predict)
+    return calls
+
+
 @pytest.mark.slow
-def test_segment_with_totalsegmentator(totalseg_home, tmp_path, capsys):
-    """`spineseg segment --stage1 totalsegmentator --totalseg-fast` on a lumbar CT phantom: TotalSegmentator's
-    labels (vertebrae, sacrum, cord) become our classes, stage 2 splits the vertebrae, levels come from the sacrum."""
+def test_segment_with_totalsegmentator(totalseg_home, stage1_calls, tmp_path, capsys):
+    """`spineseg segment --stage1 totalsegmentator --totalseg-fast` on a lumbar CT phantom: TotalSegmentator runs
+    offline on the stand-in model, its labels become our classes, and stage 2 splits the vertebrae."""
     case = generate_phantom(31337, modality="ct", region="lumbar", spacing=2.0)
     image = write_volume(case.image, tmp_path / "ct.nii.gz")
     models = totalseg_home / "nnunet" / "results"
@@ -160,24 +184,36 @@ def test_segment_with_totalsegmentator(totalseg_home, tmp_path, capsys):
     assert code == 0, captured.err
     print(f"\nsegment --stage1 totalsegmentator --totalseg-fast: {seconds:.1f} s")
 
-    paths = {p.name: p for p in (tmp_path / "out" / "ct").iterdir()}
-    report = json.loads(paths["ct_report.json"].read_text())
+    # TotalSegmentator ran once, with the task for a CT, and wrote labels in its `total` values
+    (call,) = stage1_calls
+    assert (call["task"], call["fast"], call["device"]) == ("total", True, "cpu")
+    raw = read_label_map(call["labels"]).array
+    values = {int(v) for v in np.unique(raw)} - {0}
+    print(f"TotalSegmentator labels: {sorted(values)}")
+    assert 29 in values  # the stand-in's vertebra label (vertebrae_L3)
+    # every TotalSegmentator label became the class our `totalseg_total` table gives it, voxel for voxel
+    expected = {25: SACRUM, 26: SACRUM, 79: CANAL, **{v: VERTEBRA for v in range(27, 51)}}
+    mask = call["mask"].array
+    assert call["mask"].shape == raw.shape
+    for value in values:
+        agree = np.mean(mask[raw == value] == expected.get(value, 0))
+        assert agree > 0.99, (value, agree)
+    truth = case.semantic.array
+    recall = np.count_nonzero((mask == VERTEBRA) & (truth == VERTEBRA)) / np.count_nonzero(truth == VERTEBRA)
+    assert recall > 0.8, recall
+
+    out = tmp_path / "out" / "ct"
+    report = json.loads((out / "ct_report.json").read_text())
     assert (
-        report["stage1_source"].startswith("TotalSegmentator") and "task total (fast, 3 mm)" in report["stage1_source"]
+        report["stage1_source"].startswith("TotalSegmentator 2.")
+        and "task total (fast, 3 mm)" in report["stage1_source"]
     ), report["stage1_source"]
     assert report["models"]["stage1"]["name"] == "TotalSegmentator total fast"
-    semantic = read_label_map(paths["ct_semantic.nii.gz"]).array
-    assert set(np.unique(semantic)) <= {0, VERTEBRA, DISC, CANAL, SACRUM}
-    # TotalSegmentator's 29 (vertebrae_L3) became vertebra, 25 sacrum, 79 spinal_cord canal
-    truth = case.semantic.array
-    for cls in (VERTEBRA, SACRUM, CANAL):
-        overlap = np.count_nonzero((semantic == cls) & (truth == cls)) / max(1, np.count_nonzero(truth == cls))
-        assert overlap > 0.4, (cls, overlap)
-    scores = evaluate_instances(read_label_map(paths["ct_instances.nii.gz"]), case.instances)
-    print(f"F1 {scores.f1:.3f}, tp {scores.tp} fp {scores.fp} fn {scores.fn}, Dice {scores.mean_dice_matched:.3f}")
-    assert scores.tp >= 5 and scores.fp <= 1, scores
-    names = [v["name"] for v in report["vertebrae"]]
-    assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names
+    scores = evaluate_instances(read_label_map(out / "ct_instances.nii.gz"), case.instances)
+    print(f"instances: tp {scores.tp} fp {scores.fp} fn {scores.fn}, Dice {scores.mean_dice_matched:.3f}")
+    # The stand-in labels the phantom's bone, sacrum included, as vertebra (see its README), so stage 2 also makes
+    # instances of the sacrum and no level is counted from it: what is checked is that the lumbar vertebrae come out.
+    assert scores.tp >= 4, scores
 
     # offline: nothing downloaded (the network was closed), the model folder is as it was, statistics stay off
     assert sorted(p.relative_to(models) for p in models.rglob("*")) == before

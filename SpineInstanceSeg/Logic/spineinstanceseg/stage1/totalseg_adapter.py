@@ -15,6 +15,10 @@ What a call changes, and what this module does about it:
 * Its prints (and nnU-Net's) in the calling thread go to the DEBUG log (:func:`~.nnunet_adapter.prints_to_log`),
   except that it silences stdout itself (swaps ``sys.stdout``) while nnU-Net predicts: that is its own code.
 * Importing it patches nnU-Net's predictor in this process (its cropped-logits resampling, off unless asked for).
+* Its nnU-Net call preprocesses and exports in worker processes started with ``spawn``, which import the main
+  module again: a script that segments with TotalSegmentator must keep its top level under
+  ``if __name__ == "__main__":`` (else: "Background workers died"). ``spineseg`` and the Slicer module do.
+* On the CPU it sets torch's thread count to every core of the machine for the call (and restores it after).
 """
 
 from __future__ import annotations
