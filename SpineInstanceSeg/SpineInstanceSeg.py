@@ -111,12 +111,14 @@ class ModelSource(enum.Enum):
     BUNDLED = "bundled"
     CUSTOM = "custom"
     MASK = "mask"
+    TOTALSEGMENTATOR = "totalsegmentator"
 
     def label(self):
         return {
             ModelSource.BUNDLED: _("Bundled demo models"),
             ModelSource.CUSTOM: _("My stage-1 nnU-Net + stage-2 models"),
             ModelSource.MASK: _("Existing segmentation as stage 1"),
+            ModelSource.TOTALSEGMENTATOR: _("TotalSegmentator as stage 1 (installed separately)"),
         }[self]
 
 
@@ -134,13 +136,15 @@ class SpineInstanceSegParameterNode:
     """Inputs and outputs of the module (saved with the scene).
 
     inputVolume - CT or MRI volume of the spine.
-    modelSource - bundled models, the user's own models, or an existing segmentation used as stage 1.
+    modelSource - bundled models, the user's own models, an existing segmentation used as stage 1, or
+        TotalSegmentator as stage 1 (its CT task total or MRI task total_mr, chosen by the library).
     stage1Model / stage2Model - model folders for ModelSource.CUSTOM (an empty stage-2 folder: bundled stage 2).
     stage1Mask / maskConvention - the existing segmentation for ModelSource.MASK and its label convention.
     device - where the networks run.
     levelAnchor / lowestLevel - optional levels of the top / bottom vertebra in view (e.g. "C2", "L5").
     includeDiscsAndCanal - also add discs, canal and sacrum as segments.
-    fastStage1 - stage 1 without test-time mirroring (about 8x faster on a CPU, slightly less accurate).
+    fastStage1 - stage 1 without test-time mirroring (about 8x faster on a CPU, slightly less accurate); with
+        TotalSegmentator its 3 mm model.
     outputSegmentation / outputMarkups - output nodes (created when empty).
     """
 
@@ -260,10 +264,11 @@ class SpineInstanceSegWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         running = self._job is not None and self._job.running
         custom = p.modelSource == ModelSource.CUSTOM
         mask = p.modelSource == ModelSource.MASK
+        totalseg = p.modelSource == ModelSource.TOTALSEGMENTATOR
         for widget in (self.ui.stage1ModelLabel, self.ui.stage1ModelPathLineEdit):
             widget.visible = custom
         for widget in (self.ui.stage2ModelLabel, self.ui.stage2ModelPathLineEdit):
-            widget.visible = custom or mask
+            widget.visible = custom or mask or totalseg
         for widget in (self.ui.stage1MaskLabel, self.ui.stage1MaskSelector):
             widget.visible = mask
         # A segmentation node is read by segment names and terminology; only a labelmap needs its convention.
@@ -404,6 +409,11 @@ class SpineInstanceSegLogic(ScriptedLoadableModuleLogic):
             return _("Select the stage-1 nnU-Net model folder.")
         if p.modelSource == ModelSource.MASK and p.stage1Mask is None:
             return _("Select the existing segmentation to use as stage 1.")
+        if p.modelSource == ModelSource.TOTALSEGMENTATOR:
+            from spineinstanceseg.stage1.totalseg_adapter import INSTALL_FIX, totalsegmentator_available
+
+            if not totalsegmentator_available():
+                return _("The TotalSegmentator package is not installed: {fix}.").format(fix=INSTALL_FIX)
         return None
 
     @staticmethod
@@ -415,14 +425,17 @@ class SpineInstanceSegLogic(ScriptedLoadableModuleLogic):
             text = str(path) if path is not None else ""
             return text if text not in ("", ".") else None
 
+        totalseg = p.modelSource == ModelSource.TOTALSEGMENTATOR
         return SegmentOptions(
+            stage1="totalsegmentator" if totalseg else "nnunet",
+            totalseg_fast=totalseg and p.fastStage1,
             stage1_model=folder(p.stage1Model) if p.modelSource == ModelSource.CUSTOM else None,
             stage2_model=folder(p.stage2Model) if p.modelSource != ModelSource.BUNDLED else None,
             mask_convention=p.maskConvention if p.modelSource == ModelSource.MASK else "semantic",
             device=p.device.value,
             anchor=p.levelAnchor.strip().upper() or None,
             lowest=p.lowestLevel.strip().upper() or None,
-            stage1_mirroring=False if p.fastStage1 else None,
+            stage1_mirroring=False if p.fastStage1 and not totalseg else None,
         )
 
     @staticmethod
@@ -544,6 +557,11 @@ class SpineInstanceSegTest(ScriptedLoadableModuleTest):
         self.assertEqual(options.anchor, "C2")
         self.assertIsNone(options.stage1_model)
         self.assertIsNotNone(logic.inputProblem(p))  # no input volume and no mask yet
+        p.modelSource = ModelSource.TOTALSEGMENTATOR
+        options = logic.segmentOptions(p)
+        self.assertEqual(options.stage1, "totalsegmentator")
+        self.assertIs(options.totalseg_fast, True)  # the fast check box: TotalSegmentator's 3 mm model
+        self.assertIsNone(options.stage1_mirroring)
 
     def test_segment_example_with_bundled_models(self):
         """The built-in example (a synthetic lumbar CT) through the real pipeline (bundled models, child process)

@@ -48,6 +48,7 @@ LAYERS: tuple[tuple[str, tuple[str, ...]], ...] = (
             "levels",
             "convention_names",
             "output_kinds",
+            "stage1_names",
             "examples",
         ),
     ),  # fmt: skip

@@ -27,15 +27,17 @@ FAKE = "spineinstanceseg-fake-dependency"
 def test_requirements_have_one_source():
     """pyproject.toml and the Slicer installer read the same requirement files: Slicer gets the runtime
     requirements (torch from the PyTorch extension) plus the [slicer] extra, the folder helpers the [batch] extra;
-    test tools (panoptica's numpy cap) never reach Slicer."""
+    test tools (panoptica's numpy cap) never reach Slicer. TotalSegmentator is an extra of its own, part of the
+    test extra, and never installed by the Slicer module."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert {"dependencies", "optional-dependencies"} <= set(pyproject["project"]["dynamic"])
     dynamic = pyproject["tool"]["setuptools"]["dynamic"]
     folder = deps.REQUIREMENTS_DIR.relative_to(REPO).as_posix()
     assert dynamic["dependencies"]["file"] == [f"{folder}/runtime.txt"]
     assert {k: v["file"] for k, v in dynamic["optional-dependencies"].items()} == {
-        extra: [f"{folder}/{extra}.txt"] for extra in ("batch", "slicer", "test")
+        extra: [f"{folder}/{extra}.txt"] for extra in ("batch", "slicer", "test", "totalsegmentator")
     }
+    assert set(deps.read_requirements("totalsegmentator")) <= set(deps.read_requirements("test"))
     runtime = deps.read_requirements("runtime")
     assert deps.REQUIREMENTS == tuple(r for r in runtime if Requirement(r).name != "torch") + deps.read_requirements(
         "slicer"
@@ -43,7 +45,8 @@ def test_requirements_have_one_source():
     assert deps.BATCH_REQUIREMENTS == deps.read_requirements("batch") == ("dask[distributed]>=2024.1",)
     assert Requirement(deps.TORCH_REQUIREMENT).name == "torch" and deps.TORCH_REQUIREMENT in runtime
     names = {Requirement(r).name for r in runtime}
-    assert not names & {"torchvision", "dask", "psutil", "panoptica", "pytest"}, names
+    assert not names & {"torchvision", "dask", "psutil", "panoptica", "pytest", "totalsegmentator"}, names
+    assert not {Requirement(r).name.lower() for r in deps.REQUIREMENTS} & {"totalsegmentator"}
     numpy = next(Requirement(r) for r in runtime if Requirement(r).name == "numpy")
     assert not any(spec.operator in ("<", "<=") for spec in numpy.specifier), "numpy<2.3 is a test-tool cap"
 

@@ -82,6 +82,18 @@ def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring):
     assert options_from_args(args) == options
 
 
+@pytest.mark.parametrize("task", ["auto", "total_mr"])
+def test_totalsegmentator_argv_is_understood_by_the_segment_cli(tmp_path, task):
+    from spineinstanceseg.cli import segment as segment_cli
+    from spineinstanceseg.cli.segment_options import options_from_args
+
+    options = SegmentOptions(stage1="totalsegmentator", totalseg_task=task, totalseg_fast=True, device="cpu")
+    argv = segment_argv(tmp_path / "in.nrrd", tmp_path / "out", options, case_name="case1", python="py")
+    parser = argparse.ArgumentParser()
+    segment_cli.add_arguments(parser)
+    assert options_from_args(parser.parse_args(argv[4:])) == options
+
+
 def test_child_environment_puts_the_library_first():
     env = child_environment({"PYTHONPATH": "/elsewhere"})
     first = env["PYTHONPATH"].split(":")[0]

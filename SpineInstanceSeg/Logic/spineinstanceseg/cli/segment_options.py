@@ -9,6 +9,7 @@ from ..convention_names import CONVENTIONS
 from ..devices import DEVICE_HELP, parse_device
 from ..errors import InputError
 from ..output_kinds import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
+from ..stage1_names import STAGE1_SOURCES, TOTALSEG_TASKS
 
 if TYPE_CHECKING:
     from ..pipeline.options import SegmentOptions
@@ -51,11 +52,31 @@ def add_mirroring_option(parser: argparse.ArgumentParser | argparse._ArgumentGro
 def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models = parser.add_argument_group("models")
     models.add_argument(
+        "--stage1",
+        choices=STAGE1_SOURCES,
+        default="nnunet",
+        help="stage-1 source: nnunet (the bundled model or --stage1-model) or totalsegmentator (the "
+        "TotalSegmentator package, installed separately: pip install TotalSegmentator; it downloads its weights on "
+        "the first run; CT task total, MRI task total_mr) (default: nnunet)",
+    )
+    models.add_argument(
         "--stage1-model", metavar="DIR", help="trained nnU-Net v2 model folder for stage 1 (default: bundled model)"
     )
     models.add_argument("--folds", help="nnU-Net folds to use, comma-separated, e.g. 0,1 or all (default: all found)")
     models.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
     add_mirroring_option(models)
+    models.add_argument(
+        "--totalseg-task",
+        choices=TOTALSEG_TASKS,
+        default="auto",
+        help="TotalSegmentator's task with --stage1 totalsegmentator: total (CT only), total_mr (MRI, also CT) "
+        "(default: auto = total for a CT, total_mr for an MRI)",
+    )
+    models.add_argument(
+        "--totalseg-fast",
+        action="store_true",
+        help="TotalSegmentator's 3 mm model: one network instead of several at 1.5 mm, much faster, less exact",
+    )
     models.add_argument(
         "--mask",
         metavar="PATH",
@@ -103,6 +124,9 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
         stage1_mirroring=MIRRORING[args.mirroring],
         mask=args.mask,
         mask_convention=args.mask_convention,
+        stage1=args.stage1,
+        totalseg_task=args.totalseg_task,
+        totalseg_fast=args.totalseg_fast,
         stage2_model=args.stage2_model,
         device=args.device,
         lowest=args.lowest,

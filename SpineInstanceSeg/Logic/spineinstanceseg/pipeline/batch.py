@@ -30,6 +30,7 @@ from ..devices import cuda_device_count, resolve_device
 from ..errors import InputError, SpineSegError
 from ..io import is_volume_path
 from ..progress import CancelToken, Progress
+from ..stage1.totalseg_adapter import require_totalsegmentator
 from .options import SegmentOptions, case_name_of
 from .segment_file import report_path_of, segment_file
 
@@ -250,13 +251,16 @@ def run_batch(
         stops early (cancel, Ctrl-C, an error): cases that did not finish are listed as "cancelled".
 
     Raises:
-        InputError: no inputs, or (local cluster) a device this machine cannot use.
+        InputError: no inputs, or (local cluster) a device this machine cannot use or TotalSegmentator as stage 1
+            without the package.
         CancelledError / KeyboardInterrupt: the batch was stopped (the summary is written first).
     """
     out = Path(out_dir)
     inputs = find_inputs(input_dir)
     if scheduler is None:
         resolve_device(options.device)  # fail now rather than once per case; an external cluster checks on its workers
+        if options.stage1 == "totalsegmentator" and not options.mask:
+            require_totalsegmentator()
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_partials(out)
     outcomes: list[CaseOutcome] = []

@@ -9,10 +9,13 @@ from pathlib import Path
 from ..devices import resolve_device
 from ..errors import InputError
 from ..stage1 import sources as nnunet_source
-from ..stage1.sources import MaskSource, Stage1Source
+from ..stage1.sources import MaskSource, Stage1Source, TotalSegmentatorSource
+from ..stage1.totalseg_adapter import choose_task, require_totalsegmentator
+from ..stage2.sanity import image_is_ct
+from ..volume import Volume
 from .options import SegmentOptions
 
-__all__ = ["load_stage1", "load_stage2", "clear_model_cache"]
+__all__ = ["load_stage1", "load_stage2", "clear_model_cache", "totalsegmentator_source"]
 
 log = logging.getLogger(__name__)
 
@@ -51,13 +54,29 @@ def load_stage2(options: SegmentOptions):
     return _cached(("stage2", path, device.name), lambda: Stage2Model.load(path, device=device))
 
 
-def load_stage1(options: SegmentOptions, *, mask_path: str | None = None) -> Stage1Source:
-    """The stage-1 source of ``options``: a given mask, a user's nnU-Net model, or the bundled stage-1 model.
+def totalsegmentator_source(options: SegmentOptions, image: Volume) -> TotalSegmentatorSource:
+    """TotalSegmentator as stage 1 for ``image``: task ``total`` for a CT, ``total_mr`` for an MRI (or as asked).
 
-    Models are cached per resolved device (see :func:`load_stage2`).
+    Raises:
+        InputError: the TotalSegmentator package is not installed, or task ``total`` was asked for an MRI.
+    """
+    require_totalsegmentator()  # before the image is judged: a missing package is the first thing to fix
+    task = choose_task(options.totalseg_task, image_is_ct=image_is_ct(image))
+    return TotalSegmentatorSource(task, device=options.device, fast=options.totalseg_fast)
+
+
+def load_stage1(options: SegmentOptions, *, mask_path: str | None = None, image: Volume | None = None) -> Stage1Source:
+    """The stage-1 source of ``options``: a given mask, TotalSegmentator, a user's nnU-Net model, or the bundled one.
+
+    Models are cached per resolved device (see :func:`load_stage2`). TotalSegmentator loads its model on every call
+    (in its own code), so its source is not cached; it needs the ``image`` to choose its task.
     """
     if mask_path is not None:
         return MaskSource(mask_path, convention=options.mask_convention)
+    if options.stage1 == "totalsegmentator":
+        if image is None:
+            raise ValueError("TotalSegmentator as stage 1 needs the image to choose its task (CT or MRI)")
+        return totalsegmentator_source(options, image)
     device = resolve_device(options.device)
     mirroring = options.stage1_mirroring
     if options.stage1_model is None:

@@ -9,8 +9,13 @@ from ..atomic import full_suffix
 from ..devices import parse_device
 from ..errors import InputError
 from ..output_kinds import DEFAULT_OUTPUTS, LABEL_FORMATS, OUTPUT_KINDS
+from ..stage1_names import STAGE1_SOURCES, TOTALSEG_TASKS
 
-__all__ = ["SegmentOptions", "parse_exports", "case_name_of"]
+__all__ = ["SegmentOptions", "STAGE1_SOURCES", "TOTALSEG_TASKS", "parse_exports", "case_name_of"]
+
+# Where stage 1 comes from (--stage1, STAGE1_SOURCES): an nnU-Net model (the bundled one or --stage1-model), or the
+# TotalSegmentator package. A given mask (--mask) replaces stage 1 whichever is chosen; it is no stage-1 source of
+# its own here.
 
 
 def parse_exports(text: str | None) -> tuple[str, ...]:
@@ -48,6 +53,9 @@ class SegmentOptions:
             ``None`` follows the model's card (nnU-Net's default, on, for models without one).
         mask: Existing semantic mask to use instead of stage 1 (a file, or a folder of masks named like the inputs).
         mask_convention: Label convention of ``mask``.
+        stage1: Stage-1 source (:data:`STAGE1_SOURCES`): "nnunet" or "totalsegmentator" (the TotalSegmentator
+            package, installed separately; not with ``stage1_model`` or ``mask``).
+        totalseg_task / totalseg_fast: TotalSegmentator's task (:data:`TOTALSEG_TASKS`) and its 3 mm model.
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         lowest / anchor / with_t13 / with_l6: Level naming.
@@ -61,6 +69,9 @@ class SegmentOptions:
     stage1_mirroring: bool | None = None
     mask: str | None = None
     mask_convention: str = "semantic"
+    stage1: str = "nnunet"
+    totalseg_task: str = "auto"
+    totalseg_fast: bool = False
     stage2_model: str | None = None
     device: str = "auto"
     lowest: str | None = None
@@ -77,6 +88,28 @@ class SegmentOptions:
             raise InputError(f"unsupported label format {self.label_format!r}", fix=f"use {', '.join(LABEL_FORMATS)}")
         if self.mask and self.stage1_model:
             raise InputError("both --mask and --stage1-model were given", fix="give only one stage-1 source")
+        self._check_stage1_source()
+
+    def _check_stage1_source(self) -> None:
+        """The stage-1 source and TotalSegmentator's options are known, and TotalSegmentator is alone."""
+        if self.stage1 not in STAGE1_SOURCES:
+            raise InputError(f"unknown stage-1 source {self.stage1!r}", fix=f"use {' or '.join(STAGE1_SOURCES)}")
+        if self.totalseg_task not in TOTALSEG_TASKS:
+            raise InputError(
+                f"unknown TotalSegmentator task {self.totalseg_task!r}", fix=f"use {', '.join(TOTALSEG_TASKS)}"
+            )
+        if self.stage1 != "totalsegmentator":
+            if self.totalseg_fast or self.totalseg_task != "auto":
+                raise InputError(
+                    "--totalseg-task and --totalseg-fast apply only to TotalSegmentator as stage 1",
+                    fix="add --stage1 totalsegmentator, or drop them",
+                )
+            return
+        other = "--stage1-model" if self.stage1_model else "--mask" if self.mask else None
+        if other:
+            raise InputError(
+                f"both --stage1 totalsegmentator and {other} were given", fix="give only one stage-1 source"
+            )
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -70,7 +70,7 @@ def segment_file(
     log.info("case %s runs on %s", case_name, device.describe())
     image = read_volume(input_path)
     check_image(image, source=str(input_path))  # before loading models: bad input fails in a moment
-    stage1 = load_stage1(options, mask_path=find_mask_for(input_path, options.mask))
+    stage1 = load_stage1(options, mask_path=find_mask_for(input_path, options.mask), image=image)
     stage2 = load_stage2(options)
     result = segment(
         image,

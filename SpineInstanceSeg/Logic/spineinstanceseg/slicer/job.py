@@ -115,6 +115,10 @@ def child_environment(base: dict[str, str] | None = None) -> dict[str, str]:
 def option_args(options: SegmentOptions) -> list[str]:
     """The ``spineseg segment`` / ``spineseg batch`` options that reproduce ``options``."""
     argv = ["--device", options.device]
+    if options.stage1 != SegmentOptions.stage1:
+        argv += ["--stage1", options.stage1, "--totalseg-task", options.totalseg_task]
+    if options.totalseg_fast:
+        argv.append("--totalseg-fast")
     if options.stage1_model:
         argv += ["--stage1-model", str(options.stage1_model)]
     if options.folds:

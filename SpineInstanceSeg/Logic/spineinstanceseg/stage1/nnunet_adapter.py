@@ -49,6 +49,8 @@ __all__ = [
     "predict_array",
     "plan_and_preprocess",
     "train_fold",
+    "prints_to_log",
+    "nnunet_prints_to_log",
 ]
 
 log = logging.getLogger(__name__)
@@ -72,31 +74,50 @@ _PRINTS_TO_LOG: ContextVar[bool] = ContextVar("spineinstanceseg_nnunet_prints_to
 warnings.filterwarnings("ignore", message=r"`torch\.jit\.interface` is deprecated", category=FutureWarning)
 
 
-def _nnunet_print(*values: object, sep: str | None = " ", end: str | None = "\n", file=None, flush=False) -> None:
-    """nnU-Net's ``print``: a DEBUG log line inside :func:`nnunet_prints_to_log`, else exactly ``builtins.print``."""
-    if _PRINTS_TO_LOG.get() and file in (None, sys.stdout):
-        for line in (" " if sep is None else sep).join(str(v) for v in values).splitlines():
-            if line.strip():
-                log.debug("nnU-Net: %s", line.rstrip())
-        return
-    builtins.print(*values, sep=sep, end=end, file=file, flush=flush)
+def _print_to_log(label: str) -> Callable[..., None]:
+    """A ``print`` for a third-party package: a DEBUG log line inside :func:`prints_to_log`, else ``builtins.print``."""
+
+    def _print(*values: object, sep: str | None = " ", end: str | None = "\n", file=None, flush=False) -> None:
+        if _PRINTS_TO_LOG.get() and file in (None, sys.stdout):
+            for line in (" " if sep is None else sep).join(str(v) for v in values).splitlines():
+                if line.strip():
+                    log.debug("%s: %s", label, line.rstrip())
+            return
+        builtins.print(*values, sep=sep, end=end, file=file, flush=flush)
+
+    return _print
+
+
+# The print of each package whose prints can go to the log, and the name its log lines start with.
+_PRINTS: dict[str, Callable[..., None]] = {
+    "nnunetv2": _print_to_log("nnU-Net"),
+    "totalsegmentator": _print_to_log("TotalSegmentator"),
+}
+_nnunet_print = _PRINTS["nnunetv2"]
 
 
 @contextlib.contextmanager
-def nnunet_prints_to_log() -> Iterator[None]:
-    """Inside the block, what nnU-Net prints to stdout in this thread goes to the DEBUG log.
+def prints_to_log(*packages: str) -> Iterator[None]:
+    """Inside the block, what these packages (of :data:`_PRINTS`) print to stdout in this thread goes to the DEBUG log.
 
-    nnU-Net's modules (those imported so far) get :func:`_nnunet_print` as their ``print``: it behaves exactly like
-    ``print`` everywhere except inside this block in this thread, so nothing else in the process changes.
+    The packages' modules (those imported so far) get a ``print`` of their own: it behaves exactly like ``print``
+    everywhere except inside this block in this thread, so nothing else in the process changes. A module imported
+    inside the block is patched when the next block starts.
     """
     for name, module in list(sys.modules.items()):
-        if name.partition(".")[0] == "nnunetv2" and module is not None and vars(module).get("print") is None:
-            module.print = _nnunet_print  # type: ignore[attr-defined]
+        package = name.partition(".")[0]
+        if package in packages and module is not None and vars(module).get("print") is None:
+            module.print = _PRINTS[package]  # type: ignore[attr-defined]
     token = _PRINTS_TO_LOG.set(True)
     try:
         yield
     finally:
         _PRINTS_TO_LOG.reset(token)
+
+
+def nnunet_prints_to_log() -> contextlib.AbstractContextManager[None]:
+    """Inside the block, what nnU-Net prints to stdout in this thread goes to the DEBUG log (:func:`prints_to_log`)."""
+    return prints_to_log("nnunetv2")
 
 
 class _ProgressPredictor(nnUNetPredictor):

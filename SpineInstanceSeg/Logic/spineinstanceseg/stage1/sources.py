@@ -5,7 +5,7 @@
 * :class:`MaskSource`: an existing semantic mask (a file in any supported label convention, or a Volume) used in
   place of stage 1;
 * :class:`TotalSegmentatorSource`: TotalSegmentator's CT ``total`` or MR ``total_mr`` task, when the user has
-  installed the ``TotalSegmentator`` package; its output is converted to our classes.
+  installed the ``TotalSegmentator`` package (:mod:`.totalseg_adapter`); its output is converted to our classes.
 
 Each source has a one-line ``description`` that the run's log and report show, so a result always says where its
 semantic mask came from. :func:`align_mask` puts a given mask on the image grid and checks its labels.
@@ -13,7 +13,6 @@ semantic mask came from. :func:`align_mask` puts a given mask on the image grid 
 
 from __future__ import annotations
 
-import importlib.util
 import logging
 import os
 import tempfile
@@ -25,7 +24,7 @@ from typing import Protocol
 import numpy as np
 
 from ..conventions import to_internal
-from ..devices import ResolvedDevice, resolve_device
+from ..devices import resolve_device
 from ..errors import InputError, ModelError
 from ..hashing import sha256_file
 from ..io import read_label_map, write_volume
@@ -33,6 +32,8 @@ from ..progress import Progress
 from ..resample import resample_to_grid
 from ..semantic import SEMANTIC_NAMES
 from ..volume import Volume
+from .totalseg_adapter import CT_TASK, MR_TASK, TASK_CONVENTIONS, require_totalsegmentator, run_totalsegmentator
+from .totalseg_adapter import device_name as totalseg_device
 
 __all__ = [
     "Stage1Source",
@@ -180,60 +181,53 @@ def bundled_source(*, device: str = "auto", use_mirroring: bool | None = None) -
     return NnUNetSource(bundled_stage1_dir(), folds=("all",), device=device, use_mirroring=use_mirroring)
 
 
-_TOTALSEG_TASKS = {"total": "totalseg_total", "total_mr": "totalseg_total_mr"}
-
-
-def _totalseg_device(device: ResolvedDevice) -> str:
-    """TotalSegmentator's name of a device: "gpu" (or "gpu:N" for another than the first), "cpu", "mps"."""
-    if device.type != "cuda":
-        return device.type
-    return "gpu" if not device.index else f"gpu:{device.index}"
-
-
 class TotalSegmentatorSource:
     """Stage 1 by TotalSegmentator (installed separately by the user: ``pip install TotalSegmentator``).
 
+    Runs TotalSegmentator's Python API on the image (through :mod:`.totalseg_adapter`) and converts its labels
+    to our semantic classes with the task's label convention: ``total`` (CT; 27 L5 ... 50 C1 vertebrae, 25 sacrum
+    and 26 S1 as sacrum, 79 spinal cord as canal; no discs) or ``total_mr`` (MRI; one vertebrae class, sacrum,
+    discs, cord as canal). Only the semantic classes are kept: stage 2 finds the vertebrae again, and levels are
+    named by our rules.
+
     Args:
-        task: "total" (CT) or "total_mr" (MRI). Output labels are converted with the ``totalseg_total`` or
-            ``totalseg_total_mr`` convention (vertebrae, sacrum, discs where the task has them, cord as canal).
+        task: "total" (CT) or "total_mr" (MRI); choose it for an image with :func:`.totalseg_adapter.choose_task`.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`); passed on in
             TotalSegmentator's spelling ("gpu", "gpu:N", "cpu", "mps").
-        fast: TotalSegmentator's 3 mm model.
+        fast: TotalSegmentator's 3 mm model (one network instead of several at 1.5 mm: much faster, less exact).
+
+    Raises:
+        InputError: an unknown task, or the TotalSegmentator package is not installed (with how to install it).
     """
 
-    def __init__(self, task: str = "total", *, device: str = "auto", fast: bool = False) -> None:
-        if task not in _TOTALSEG_TASKS:
-            raise InputError(f"unsupported TotalSegmentator task {task!r}", fix="use total (CT) or total_mr (MRI)")
-        if importlib.util.find_spec("totalsegmentator") is None:
-            raise InputError(
-                "the TotalSegmentator package is not installed",
-                fix="install it (pip install TotalSegmentator; mind its licence for commercial use) or use another "
-                "stage-1 source",
-            )
+    def __init__(self, task: str = CT_TASK, *, device: str = "auto", fast: bool = False) -> None:
+        if task not in TASK_CONVENTIONS:
+            raise InputError(f"unknown TotalSegmentator task {task!r}", fix=f"use {CT_TASK} (CT) or {MR_TASK} (MRI)")
+        self.version = require_totalsegmentator()
         self.task, self.fast = task, fast
-        self.device = _totalseg_device(resolve_device(device))
-        self.description = f"TotalSegmentator task {task}{' (fast)' if fast else ''} on {self.device}, converted"
+        resolved = resolve_device(device)
+        self.device = totalseg_device(resolved.type, resolved.index)
+        self.description = (
+            f"TotalSegmentator {self.version} task {task}{' (fast, 3 mm)' if fast else ''} on {self.device}, "
+            f"converted from the {TASK_CONVENTIONS[task]} convention"
+        )
 
     def model_info(self) -> dict:
-        from importlib.metadata import version
-
         return {
-            "name": f"TotalSegmentator {self.task}",
+            "name": f"TotalSegmentator {self.task}{' fast' if self.fast else ''}",
             "path": None,
             "sha256": None,
-            "version": version("TotalSegmentator"),
+            "version": self.version,
         }
 
     def predict(self, image: Volume, *, progress: Progress) -> tuple[Volume, list[str]]:
-        from totalsegmentator.python_api import totalsegmentator
-
         progress.update(0.0, f"TotalSegmentator {self.task}")
         with tempfile.TemporaryDirectory(prefix="spineseg-totalseg-") as tmp:
             source = write_volume(image, Path(tmp) / "image.nii.gz")
             output = Path(tmp) / "labels.nii.gz"
-            totalsegmentator(source, output, ml=True, task=self.task, fast=self.fast, device=self.device, quiet=True)
+            run_totalsegmentator(source, output, task=self.task, fast=self.fast, device=self.device)
             labels = read_label_map(output)
-        converted = to_internal(labels, _TOTALSEG_TASKS[self.task])
+        converted = to_internal(labels, TASK_CONVENTIONS[self.task])
         mask, warnings = align_mask(converted.semantic, image)
         progress.update(1.0, "TotalSegmentator done")
         return mask, [*converted.notes, *warnings]
