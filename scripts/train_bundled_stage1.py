@@ -311,6 +311,20 @@ def restore_state(state: Path, model_folder: Path) -> None:
         _say(f"restored {saved.parent.name}/{saved.name} (epoch {checkpoint.get('current_epoch')})")
 
 
+def complete_model_folder(model_folder: Path, preprocessed: Path) -> None:
+    """Give a model folder restored from a saved state the files nnU-Net writes when a training starts.
+
+    A fold that finished in an earlier session is never trained again, so nothing else would write them, and
+    exporting it needs them.
+    """
+    model_folder.mkdir(parents=True, exist_ok=True)
+    wanted = {"dataset.json": "dataset.json", "plans.json": f"{PLANS}.json",
+              "dataset_fingerprint.json": "dataset_fingerprint.json"}  # fmt: skip
+    for name, source in wanted.items():
+        if not (model_folder / name).is_file() and (preprocessed / source).is_file():
+            shutil.copy2(preprocessed / source, model_folder / name)
+
+
 def _schedule(epochs: int, args):
     from spineinstanceseg.stage1.training import ShortSchedule
 
@@ -394,6 +408,7 @@ def main(argv=None) -> int:
     if args.state:
         restore_state(args.state, model_folder)
     groups = prepare(args, folders)
+    complete_model_folder(model_folder, folders.preprocessed / f"Dataset{DATASET_ID:03d}_{DATASET_NAME}")
     train(str(BASE_FOLD), args, model_folder, folders, start_from=None, epochs=args.base_epochs)
     base = model_folder / f"fold_{BASE_FOLD}" / "checkpoint_final.pth"
     export = args.work / "export"
