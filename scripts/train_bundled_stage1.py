@@ -62,6 +62,7 @@ PLANS = "SpineSegSmallPlans"
 # Version of the real cases' derived labels; a change rewrites them and preprocesses again (models are kept).
 # 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background.
 LABELS_VERSION = 2
+CARD_FILE = "spineseg_card.json"  # stage1.model_card.CARD_FILE, saved with the checkpoints
 
 
 def _say(text: str) -> None:
@@ -217,7 +218,7 @@ def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], tar
     }
     torch.save(shipped, tmp / "fold_all" / "checkpoint_final.pth")
     check_weights_only(tmp / "fold_all" / "checkpoint_final.pth")
-    card = read_card(model_folder)
+    card = read_card(model_folder) or _card_of_restored_fold(model_folder, fold, checkpoint)
     excluded = set(held_out(fold if fold == "all" else int(fold), groups))
     trained_ct = [c for c in CT_CASES if c not in excluded]
     trained_mri = [c for c in groups if c.startswith("vb") and c not in excluded]
@@ -228,6 +229,17 @@ def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], tar
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
     return target
+
+
+def _card_of_restored_fold(model_folder: Path, fold: str, checkpoint: dict):
+    """The card of a fold that finished in an earlier session and came back from a state saved without one."""
+    from spineinstanceseg.stage1.model_card import read_card
+    from spineinstanceseg.stage1.training import QUICK_TRAINER, write_model_card
+
+    epochs = int(checkpoint.get("current_epoch", -1))
+    write_model_card(model_folder, name=f"stage1_fold_{fold}", training_data="", trainer=QUICK_TRAINER, plans=PLANS,
+                     notes=[f"fold {fold}", f"{epochs} epochs (restored from a saved training state)"])  # fmt: skip
+    return read_card(model_folder)
 
 
 def training_data_text(n_phantoms: int, ct: list[str], mri: list[str]) -> str:
@@ -290,6 +302,8 @@ def save_state(model_folder: Path, state: Path) -> None:
         torch.save(checkpoint, target / (name + ".partial"))
         os.replace(target / (name + ".partial"), target / name)
         _say(f"saved {fold_dir.name}/{name} (epoch {checkpoint.get('current_epoch')}) to {target}")
+    if (model_folder / CARD_FILE).is_file():
+        shutil.copy2(model_folder / CARD_FILE, state / CARD_FILE)
 
 
 def restore_state(state: Path, model_folder: Path) -> None:
@@ -309,6 +323,9 @@ def restore_state(state: Path, model_folder: Path) -> None:
         fold_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved, fold_dir / saved.name)
         _say(f"restored {saved.parent.name}/{saved.name} (epoch {checkpoint.get('current_epoch')})")
+    if (state / CARD_FILE).is_file() and not (model_folder / CARD_FILE).is_file():
+        model_folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(state / CARD_FILE, model_folder / CARD_FILE)
 
 
 def complete_model_folder(model_folder: Path, preprocessed: Path) -> None:
