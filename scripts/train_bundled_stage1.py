@@ -220,7 +220,7 @@ def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], tar
     check_weights_only(tmp / "fold_all" / "checkpoint_final.pth")
     card = read_card(model_folder) or _card_of_restored_fold(model_folder, fold, checkpoint)
     excluded = set(held_out(fold if fold == "all" else int(fold), groups))
-    trained_ct = [c for c in CT_CASES if c not in excluded]
+    trained_ct = [c for c in CT_CASES if c in groups and c not in excluded]
     trained_mri = [c for c in groups if c.startswith("vb") and c not in excluded]
     card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri)
     card.weights_only = True

@@ -1,0 +1,95 @@
+"""Stage-1 training moves between sessions through a saved state (scripts/train_bundled_stage1.py).
+
+A session can end at any moment; the next one starts on a fresh machine with only what the repository holds. These
+tests play that: checkpoints are saved as plain data, put back where nnU-Net resumes from, and a fold that finished
+in an earlier session can still be exported (its model folder lacks the files a training run writes at its start).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_bundled_stage1.py"
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("train_bundled_stage1_under_test", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _checkpoint(epoch: int, *, finished: bool) -> dict:
+    return {
+        "network_weights": {"conv.weight": torch.full((2, 2), float(epoch))},
+        "optimizer_state": None if finished else {"state": {0: {"momentum_buffer": torch.ones(2)}}, "param_groups": []},
+        "trainer_name": "nnUNetTrainer_SpineSegQuick",
+        "init_args": {"configuration": "3d_fullres", "fold": 0},
+        "inference_allowed_mirroring_axes": (0, 1, 2),
+        "current_epoch": epoch,
+        "logging": {"train_losses": [0.5] * epoch},
+    }
+
+
+def _session_one(model_folder: Path) -> None:
+    (model_folder / "fold_4").mkdir(parents=True)
+    (model_folder / "fold_0").mkdir()
+    torch.save(_checkpoint(30, finished=True), model_folder / "fold_4" / "checkpoint_final.pth")
+    torch.save(_checkpoint(20, finished=False), model_folder / "fold_0" / "checkpoint_latest.pth")
+
+
+def test_saved_state_resumes_where_training_stopped(script, tmp_path):
+    first, state, second = tmp_path / "session1", tmp_path / "state", tmp_path / "session2"
+    _session_one(first)
+    script.save_state(first, state)
+
+    saved = torch.load(state / "fold_0" / "checkpoint_latest.pth", weights_only=True)  # plain data only
+    assert saved["current_epoch"] == 20 and saved["optimizer_state"] is not None
+    assert torch.load(state / "fold_4" / "checkpoint_final.pth", weights_only=True)["optimizer_state"] is None
+
+    script.restore_state(state, second)
+    assert (second / "fold_4" / "checkpoint_final.pth").is_file()
+    resumed = torch.load(second / "fold_0" / "checkpoint_latest.pth", weights_only=True)
+    assert resumed["current_epoch"] == 20
+    assert torch.equal(resumed["network_weights"]["conv.weight"], torch.full((2, 2), 20.0))
+
+
+def test_restore_keeps_newer_work(script, tmp_path):
+    first, state = tmp_path / "session1", tmp_path / "state"
+    _session_one(first)
+    script.save_state(first, state)
+    torch.save(_checkpoint(25, finished=False), first / "fold_0" / "checkpoint_latest.pth")
+
+    script.restore_state(state, first)
+
+    assert torch.load(first / "fold_0" / "checkpoint_latest.pth", weights_only=True)["current_epoch"] == 25
+
+
+def test_fold_finished_in_an_earlier_session_exports(script, tmp_path):
+    first, state, second = tmp_path / "session1", tmp_path / "state", tmp_path / "session2"
+    _session_one(first)
+    script.save_state(first, state)  # no model card: as the states saved before the card was kept
+    script.restore_state(state, second)
+    preprocessed = tmp_path / "preprocessed"
+    preprocessed.mkdir()
+    labels = {"background": 0, "vertebra": 1, "disc": 2, "canal": 3}
+    (preprocessed / "dataset.json").write_text(json.dumps({"labels": labels, "numTraining": 1}))
+    (preprocessed / f"{script.PLANS}.json").write_text(json.dumps({"plans_name": script.PLANS}))
+
+    script.complete_model_folder(second, preprocessed)
+    groups = {"phantom": ["phantom_000"], "sub-verse005": ["realct_sub-verse005"]}
+    exported = script.export_fold(second, "4", groups, tmp_path / "export" / "fold_4")
+
+    assert json.loads((exported / "plans.json").read_text())["plans_name"] == script.PLANS
+    weights = torch.load(exported / "fold_all" / "checkpoint_final.pth", weights_only=True)
+    assert weights["current_epoch"] == 30 and "optimizer_state" not in weights
+    card = json.loads((exported / script.CARD_FILE).read_text())
+    assert card["training_data"].startswith("1 synthetic phantoms") and "real VerSe CTs (none;" in card["training_data"]
+    assert any("30 epochs" in note for note in card["notes"])
+    assert not (tmp_path / "export" / "fold_4.partial").exists()
