@@ -51,3 +51,29 @@ def test_impossible_names_are_errors():
 def test_too_many_above_sacrum_stays_unnamed():
     naming = name_vertebrae(30, sacrum_below=True)
     assert not naming.known and naming.names[0] == "Vertebra 1"
+
+
+def test_a_sliver_of_sacrum_is_no_ground_for_counting_levels(small_example):
+    """Stage 1 at times calls a piece of a poorly seen L5 "sacrum" (seen on real CT: 2 mL below 33 mL vertebrae);
+    counting up from it named every vertebra one level too low. Too little sacrum leaves the levels unnamed."""
+    import numpy as np
+
+    from spineinstanceseg.io import read_label_map, read_volume
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.pipeline.models import load_stage2
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.semantic import SACRUM
+
+    semantic = read_label_map(small_example.semantic)
+    labels = np.asarray(semantic.array).copy()
+    sacrum_slices = np.nonzero((labels == SACRUM).any(axis=(0, 1)))[0]
+    labels[..., : sacrum_slices.max()][labels[..., : sacrum_slices.max()] == SACRUM] = 0  # its top slice only
+    sliver_ml = (labels == SACRUM).sum() * np.prod(semantic.spacing) / 1000
+    assert 0 < sliver_ml < 10
+
+    result = segment(read_volume(small_example.image), stage1=semantic.with_array(labels),
+                     stage2=load_stage2(SegmentOptions(device="cpu")), device="cpu")  # fmt: skip
+
+    assert len(result.vertebrae) >= 2
+    assert all(record.level_code is None for record in result.vertebrae), result.naming_rule
+    assert "too little to count levels from" in result.naming_rule

@@ -32,38 +32,52 @@ if TYPE_CHECKING:
     from ..stage2.predict import Stage2Result
     from ..stage2.sanity import SanityResult
 
-__all__ = ["segment", "SACRUM_GAP_MM"]
+__all__ = ["segment", "SACRUM_GAP_MM", "SACRUM_MIN_SHARE"]
 
 log = logging.getLogger(__name__)
 
 # The sacrum counts as "directly below" the lowest vertebra when they are at most this far apart (one disc).
 SACRUM_GAP_MM = 20.0
+# ... and levels are counted up from it only when those sacrum pieces hold at least this share of a median
+# vertebra's volume. Stage 1 at times calls a piece of a poorly seen L5 "sacrum" (real CT, 2 mL beside 36 mL
+# vertebrae): counting from it names every vertebra one level too low. A whole sacrum holds 2-6 vertebra volumes
+# (phantoms); one cut by the field of view to less than half a vertebra leaves the levels unnamed.
+SACRUM_MIN_SHARE = 0.5
 
 # Share of the progress bar per step (stage 1 dominates on real models).
 _STAGE1_SHARE = (0.0, 0.6)
 _STAGE2_SHARE = (0.6, 0.97)
 
 
-def _sacrum_below(semantic: Volume, instances: Volume, lowest_label: int) -> bool:
-    """True when sacrum voxels lie within SACRUM_GAP_MM of the lowest vertebra, and below its centroid."""
+def _sacrum_below_ml(semantic: Volume, instances: Volume, lowest_label: int) -> float | None:
+    """Volume (mL) of the sacrum pieces that reach within SACRUM_GAP_MM of the lowest vertebra from below.
+
+    ``None`` when no sacrum lies there (none at all, or its centre is not lower than the vertebra's).
+    """
     sacrum = semantic.array == SACRUM
     if not sacrum.any():
-        return False
+        return None
     lowest = instances.array == lowest_label
     lowest_idx = np.argwhere(lowest)
-    sacrum_idx = np.argwhere(sacrum)
     lowest_world = semantic.index_to_world(lowest_idx.mean(axis=0))
-    if semantic.index_to_world(sacrum_idx.mean(axis=0))[2] >= lowest_world[2]:
-        return False  # LPS z is superior: the sacrum's centre must be lower
-    # Distance from the vertebra to the nearest sacrum voxel, in mm, on a crop around the vertebra.
+    if semantic.index_to_world(np.argwhere(sacrum).mean(axis=0))[2] >= lowest_world[2]:
+        return None  # LPS z is superior: the sacrum's centre must be lower
+    # Sacrum pieces on the sacrum's bounding box; distances to the vertebra on a crop around the vertebra.
+    box = ndimage.find_objects(sacrum.astype(np.int8))[0]
+    pieces = np.zeros(sacrum.shape, dtype=np.int32)
+    pieces[box], _ = ndimage.label(sacrum[box])
     margin = np.ceil(SACRUM_GAP_MM / np.asarray(semantic.spacing)).astype(int) + 1
     lo = np.maximum(lowest_idx.min(axis=0) - margin, 0)
     hi = np.minimum(lowest_idx.max(axis=0) + margin + 1, semantic.shape)
     crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
     if not sacrum[crop].any():
-        return False
-    distance = ndimage.distance_transform_edt(~sacrum[crop], sampling=semantic.spacing)
-    return bool(distance[lowest[crop]].min() <= SACRUM_GAP_MM)
+        return None
+    reach = ndimage.distance_transform_edt(~lowest[crop], sampling=semantic.spacing) <= SACRUM_GAP_MM
+    touching = np.unique(pieces[crop][reach & sacrum[crop]])
+    if touching.size == 0:
+        return None
+    voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
+    return float(np.isin(pieces[box], touching).sum()) * voxel_ml
 
 
 def _apply_naming(instances: np.ndarray, semantic: Volume, naming: LevelNaming) -> tuple[np.ndarray, list[int]]:
@@ -221,11 +235,22 @@ def _run_stage2(
 
 
 def _name_levels(sanity: SanityResult, semantic: Volume, **options) -> LevelNaming:
-    """Level names for the instances the sanity check kept (counted from the sacrum only when it lies below)."""
+    """Level names for the instances the sanity check kept (counted from the sacrum only when enough of it lies
+    below)."""
     n = len(sanity.confidence)
+    if n == 0:
+        return name_vertebrae(0, sacrum_below=False, doubts=sanity.anomalies, **options)
     instances = semantic.with_array(np.asarray(sanity.instances))
-    sacrum_below = n > 0 and _sacrum_below(semantic, instances, lowest_label=n)
-    return name_vertebrae(n, sacrum_below=sacrum_below, doubts=sanity.anomalies, **options)
+    sacrum_ml = _sacrum_below_ml(semantic, instances, lowest_label=n)
+    doubts = list(sanity.anomalies)
+    voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
+    vertebra_ml = float(np.median(np.bincount(np.asarray(sanity.instances).ravel(), minlength=n + 1)[1:])) * voxel_ml
+    if sacrum_ml is not None and sacrum_ml < SACRUM_MIN_SHARE * vertebra_ml:
+        doubts.append(
+            f"the sacrum seen below the lowest vertebra is {sacrum_ml:.1f} mL, less than {SACRUM_MIN_SHARE:g} of a "
+            f"vertebra ({vertebra_ml:.0f} mL): too little to count levels from"
+        )
+    return name_vertebrae(n, sacrum_below=sacrum_ml is not None, doubts=doubts, **options)
 
 
 def _vertebra_records(
