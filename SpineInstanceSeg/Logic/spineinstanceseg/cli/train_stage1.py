@@ -16,6 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 
 from ..errors import InputError
+from .segment_options import add_device_option
 
 __all__ = ["add_arguments", "run"]
 
@@ -26,7 +27,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quick", action="store_true", help="short schedule with small plans (minutes on a CPU)")
     parser.add_argument("--epochs", type=int, help="with --quick: epochs (default 5)")
     parser.add_argument("--iterations", type=int, help="with --quick: steps per epoch (default 10)")
-    parser.add_argument("--device", default="auto", choices=("auto", "cpu", "cuda", "mps"), help="default: auto")
+    add_device_option(parser, default="auto")
     parser.add_argument("--nnunet-dir", type=Path, metavar="BASE", help="base of the three nnU-Net folders")
     parser.add_argument("--resume", action="store_true", help="continue from the fold's latest checkpoint")
     parser.add_argument("--skip-preprocessing", action="store_true", help="reuse existing plans and preprocessed data")

@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from ..errors import InputError
+from .segment_options import add_device_option
 
 if TYPE_CHECKING:  # the training modules (torch) load only when this command runs
     from ..stage2.training import TrainSchedule
@@ -46,7 +47,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--lr", type=float, help="Adam learning rate (default 1e-4, the paper's; --quick: 1e-3)")
     parser.add_argument("--quick", action="store_true", help="short schedule that finishes in minutes on a CPU")
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint")
-    parser.add_argument("--device", default="auto", help="auto (CUDA if available), cpu or cuda")
+    add_device_option(parser, default="auto")
     parser.add_argument("--base-width", type=int, default=16, help="channels of the first network level")
     parser.add_argument("--spacing", type=float, default=2.0, help="working grid spacing in mm (default 2)")
     parser.add_argument("--window", type=int, nargs=3, default=(64, 64, 64), help="window size in voxels")
