@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -152,6 +153,7 @@ def segment(
         source=source,
     )
     warnings.extend(sanity.messages())
+    semantic, sanity = _absorb_stray_sacrum(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -232,6 +234,21 @@ def _run_stage2(
     timings["stage2"] = time.perf_counter() - t
     timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
     return stage2, split
+
+
+def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> tuple[Volume, SanityResult]:
+    """Sacrum pieces at or above the lowest vertebra go to the vertebrae they touch (:mod:`..stage2.sacrum`)."""
+    if len(sanity.confidence) == 0:
+        return semantic, sanity
+    # lazy: see _run_stage2
+    from ..stage2.sacrum import absorb_stray_sacrum
+
+    stray = absorb_stray_sacrum(semantic, np.asarray(sanity.instances), sanity.centroids_lps[-1])
+    message = stray.message()
+    if message is None:
+        return semantic, sanity
+    warnings.append(message)
+    return stray.semantic, replace(sanity, instances=stray.instances)
 
 
 def _name_levels(sanity: SanityResult, semantic: Volume, **options) -> LevelNaming:
