@@ -63,22 +63,25 @@ def _sacrum_below_ml(semantic: Volume, instances: Volume, lowest_label: int) -> 
     lowest_world = semantic.index_to_world(lowest_idx.mean(axis=0))
     if semantic.index_to_world(np.argwhere(sacrum).mean(axis=0))[2] >= lowest_world[2]:
         return None  # LPS z is superior: the sacrum's centre must be lower
-    # Sacrum pieces on the sacrum's bounding box; distances to the vertebra on a crop around the vertebra.
+    # Sacrum pieces on the sacrum's bounding box, distances on a crop around the vertebra (never the whole grid).
     box = ndimage.find_objects(sacrum.astype(np.int8))[0]
-    pieces = np.zeros(sacrum.shape, dtype=np.int32)
-    pieces[box], _ = ndimage.label(sacrum[box])
+    pieces, _ = ndimage.label(sacrum[box])
     margin = np.ceil(SACRUM_GAP_MM / np.asarray(semantic.spacing)).astype(int) + 1
     lo = np.maximum(lowest_idx.min(axis=0) - margin, 0)
     hi = np.minimum(lowest_idx.max(axis=0) + margin + 1, semantic.shape)
-    crop = tuple(slice(a, b) for a, b in zip(lo, hi, strict=True))
-    if not sacrum[crop].any():
+    crop = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi, strict=True))
+    both = tuple(slice(max(c.start, b.start), min(c.stop, b.stop)) for c, b in zip(crop, box, strict=True))
+    if any(s.start >= s.stop for s in both):
         return None
     reach = ndimage.distance_transform_edt(~lowest[crop], sampling=semantic.spacing) <= SACRUM_GAP_MM
-    touching = np.unique(pieces[crop][reach & sacrum[crop]])
+    in_crop = tuple(slice(s.start - c.start, s.stop - c.start) for s, c in zip(both, crop, strict=True))
+    in_box = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(both, box, strict=True))
+    touching = np.unique(pieces[in_box][reach[in_crop]])
+    touching = touching[touching > 0]
     if touching.size == 0:
         return None
     voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
-    return float(np.isin(pieces[box], touching).sum()) * voxel_ml
+    return float(np.isin(pieces, touching).sum()) * voxel_ml
 
 
 def _apply_naming(instances: np.ndarray, semantic: Volume, naming: LevelNaming) -> tuple[np.ndarray, list[int]]:

@@ -59,30 +59,37 @@ def absorb_stray_sacrum(semantic: Volume, instances: NDArray, lowest_centroid_lp
         lowest_centroid_lps: (3,) centroid of the lowest vertebra, LPS mm.
     """
     labels = np.asarray(semantic.array)
-    pieces, n = ndimage.label(labels == SACRUM, structure=np.ones((3, 3, 3), dtype=bool))
-    if n == 0:
+    sacrum = labels == SACRUM
+    if not sacrum.any():
         return StraySacrum(semantic, instances)
-    centroids = np.asarray(ndimage.center_of_mass(np.ones(labels.shape), pieces, range(1, n + 1))).reshape(-1, 3)
-    heights = semantic.index_to_world(centroids)[:, 2]
+    # Work on the sacrum's bounding box grown by a voxel (the faces it shares with vertebrae): a whole CT grid is
+    # hundreds of millions of voxels, the sacrum's box a small part of it.
+    box = tuple(
+        slice(max(s.start - 1, 0), min(s.stop + 1, n))
+        for s, n in zip(ndimage.find_objects(sacrum.astype(np.int8))[0], labels.shape, strict=True)
+    )
+    pieces, n = ndimage.label(sacrum[box], structure=np.ones((3, 3, 3), dtype=bool))
+    centroids = np.asarray(ndimage.center_of_mass(pieces > 0, pieces, range(1, n + 1))).reshape(-1, 3)
+    offset = np.array([s.start for s in box], dtype=float)
+    heights = semantic.index_to_world(centroids + offset)[:, 2]
     stray = [k for k, z in enumerate(heights, start=1) if z >= float(lowest_centroid_lps[2])]
     if not stray:
         return StraySacrum(semantic, instances)
     new_labels, new_instances = labels.copy(), np.array(instances, copy=True)
+    box_labels, box_instances = new_labels[box], new_instances[box]  # views into the copies
     voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
     absorbed = dropped = 0.0
-    boxes = ndimage.find_objects(pieces)
     for k in stray:
-        box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in boxes[k - 1])
-        piece = pieces[box] == k
+        piece = pieces == k
         shell = ndimage.binary_dilation(piece, structure=_FACES) & ~piece
-        touched = np.asarray(instances)[box][shell]
+        touched = box_instances[shell]
         touched = touched[touched > 0]
         size_ml = float(piece.sum()) * voxel_ml
         if touched.size:
-            new_labels[box][piece] = VERTEBRA
-            new_instances[box][piece] = np.bincount(touched).argmax()
+            box_labels[piece] = VERTEBRA
+            box_instances[piece] = np.bincount(touched).argmax()
             absorbed += size_ml
         else:
-            new_labels[box][piece] = BACKGROUND
+            box_labels[piece] = BACKGROUND
             dropped += size_ml
     return StraySacrum(semantic.with_array(new_labels), new_instances, absorbed, dropped)
