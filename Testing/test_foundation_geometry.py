@@ -127,3 +127,16 @@ def test_crop_keeps_every_voxel_where_it_was(oblique_label_volume):
         volume.crop(np.s_[::2, :, :])
     with pytest.raises(InputError, match="no voxels"):
         volume.crop(np.s_[5:5, :, :])
+
+
+def test_bounding_boxes_of_a_mask_and_of_a_label_agree():
+    from spineinstanceseg.volume import bounding_box, label_bounding_box
+
+    labels = np.zeros((7, 8, 9), dtype=np.uint8)
+    labels[2:4, 5, 1:8] = 4
+    labels[6, 0, 3] = 4
+    labels[1, 1, 1] = 1
+    expected = (slice(2, 7), slice(0, 6), slice(1, 8))
+    assert bounding_box(labels == 4) == expected
+    assert label_bounding_box(labels, 4) == expected
+    assert label_bounding_box(labels, 2) is None and bounding_box(labels == 2) is None

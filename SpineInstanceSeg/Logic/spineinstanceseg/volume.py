@@ -26,7 +26,16 @@ from numpy.typing import ArrayLike, NDArray
 
 from .errors import InputError
 
-__all__ = ["Volume", "GRID_JITTER_VOXELS", "GridDifference", "GridComparison", "compare_grids", "orientation_code"]
+__all__ = [
+    "Volume",
+    "GRID_JITTER_VOXELS",
+    "GridDifference",
+    "GridComparison",
+    "bounding_box",
+    "label_bounding_box",
+    "compare_grids",
+    "orientation_code",
+]
 
 _GEOMETRY_TOL = 1e-5
 
@@ -312,3 +321,29 @@ def compare_grids(first: Volume, second: Volume) -> GridComparison:
         if shift > _NEGLIGIBLE_MM
     )  # fmt: skip
     return GridComparison((first.shape, second.shape), differences, total, total / voxel)
+
+
+def bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
+    """Slices of the smallest box holding every True voxel (``None`` when there is none)."""
+    slices = []
+    for axis in range(mask.ndim):
+        hit = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
+        if not len(hit):
+            return None
+        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
+    return tuple(slices)
+
+
+def label_bounding_box(labels: NDArray, value: int) -> tuple[slice, ...] | None:
+    """:func:`bounding_box` of ``labels == value`` for a 3-D map, without a whole-grid mask (slab by slab along the
+    first axis): on a CT-sized grid that mask alone is hundreds of MB."""
+    hits = [np.zeros(n, dtype=bool) for n in labels.shape]
+    for i in range(labels.shape[0]):
+        slab = labels[i] == value
+        if slab.any():
+            hits[0][i] = True
+            hits[1] |= slab.any(axis=1)
+            hits[2] |= slab.any(axis=0)
+    if not hits[0].any():
+        return None
+    return tuple(slice(int(np.flatnonzero(h)[0]), int(np.flatnonzero(h)[-1]) + 1) for h in hits)

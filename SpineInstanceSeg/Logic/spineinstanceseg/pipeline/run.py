@@ -24,7 +24,7 @@ from ..progress import CancelToken, Progress
 from ..results import SegmentationResult, VertebraRecord
 from ..semantic import SACRUM, VERTEBRA
 from ..stage1.sources import MaskSource, Stage1Source
-from ..volume import Volume
+from ..volume import Volume, label_bounding_box
 from .naming import LevelNaming, name_vertebrae
 from .validate import check_image
 
@@ -55,17 +55,18 @@ def _sacrum_below_ml(semantic: Volume, instances: Volume, lowest_label: int) -> 
 
     ``None`` when no sacrum lies there (none at all, or its centre is not lower than the vertebra's).
     """
-    sacrum = semantic.array == SACRUM
-    if not sacrum.any():
+    box = label_bounding_box(semantic.array, SACRUM)
+    if box is None:
         return None
-    lowest = instances.array == lowest_label
-    lowest_idx = np.argwhere(lowest)
+    sacrum = semantic.array[box] == SACRUM
+    lowest_box = label_bounding_box(instances.array, lowest_label)
+    lowest_idx = np.argwhere(instances.array[lowest_box] == lowest_label) + [s.start for s in lowest_box]
     lowest_world = semantic.index_to_world(lowest_idx.mean(axis=0))
-    if semantic.index_to_world(np.argwhere(sacrum).mean(axis=0))[2] >= lowest_world[2]:
+    sacrum_centre = np.argwhere(sacrum).mean(axis=0) + [s.start for s in box]
+    if semantic.index_to_world(sacrum_centre)[2] >= lowest_world[2]:
         return None  # LPS z is superior: the sacrum's centre must be lower
     # Sacrum pieces on the sacrum's bounding box, distances on a crop around the vertebra (never the whole grid).
-    box = ndimage.find_objects(sacrum.astype(np.int8))[0]
-    pieces, _ = ndimage.label(sacrum[box])
+    pieces, _ = ndimage.label(sacrum)
     margin = np.ceil(SACRUM_GAP_MM / np.asarray(semantic.spacing)).astype(int) + 1
     lo = np.maximum(lowest_idx.min(axis=0) - margin, 0)
     hi = np.minimum(lowest_idx.max(axis=0) + margin + 1, semantic.shape)
@@ -73,7 +74,8 @@ def _sacrum_below_ml(semantic: Volume, instances: Volume, lowest_label: int) -> 
     both = tuple(slice(max(c.start, b.start), min(c.stop, b.stop)) for c, b in zip(crop, box, strict=True))
     if any(s.start >= s.stop for s in both):
         return None
-    reach = ndimage.distance_transform_edt(~lowest[crop], sampling=semantic.spacing) <= SACRUM_GAP_MM
+    reach = ndimage.distance_transform_edt(instances.array[crop] != lowest_label, sampling=semantic.spacing)
+    reach = reach <= SACRUM_GAP_MM
     in_crop = tuple(slice(s.start - c.start, s.stop - c.start) for s, c in zip(both, crop, strict=True))
     in_box = tuple(slice(s.start - b.start, s.stop - b.start) for s, b in zip(both, box, strict=True))
     touching = np.unique(pieces[in_box][reach[in_crop]])
@@ -240,13 +242,14 @@ def _run_stage2(
 
 
 def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> tuple[Volume, SanityResult]:
-    """Sacrum pieces at or above the lowest vertebra go to the vertebrae they touch (:mod:`..stage2.sacrum`)."""
-    if len(sanity.confidence) == 0:
+    """Sacrum pieces above the two lowest vertebrae's disc go to the vertebrae they touch (:mod:`..stage2.sacrum`)."""
+    if len(sanity.confidence) < 2:
         return semantic, sanity
     # lazy: see _run_stage2
     from ..stage2.sacrum import absorb_stray_sacrum
 
-    stray = absorb_stray_sacrum(semantic, np.asarray(sanity.instances), sanity.centroids_lps[-1])
+    disc_z = float(sanity.centroids_lps[-2][2] + sanity.centroids_lps[-1][2]) / 2.0
+    stray = absorb_stray_sacrum(semantic, np.asarray(sanity.instances), above_z_mm=disc_z)
     message = stray.message()
     if message is None:
         return semantic, sanity

@@ -18,7 +18,7 @@ from scipy import ndimage
 
 from ..orientation import Reorientation, from_canonical, to_canonical
 from ..resample import resample_to_grid, resample_to_spacing
-from ..volume import Volume
+from ..volume import Volume, bounding_box
 
 __all__ = ["WorkingGrid", "to_working_grid", "labels_to_input_grid", "fill_from_nearest"]
 
@@ -82,17 +82,6 @@ def fill_from_nearest(labels: NDArray, region: NDArray[np.bool_], *, sampling=No
     return out
 
 
-def _bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
-    """Slices of the smallest box holding every True voxel (``None`` when there is none)."""
-    slices = []
-    for axis in range(mask.ndim):
-        hit = np.nonzero(mask.any(axis=tuple(a for a in range(mask.ndim) if a != axis)))[0]
-        if not len(hit):
-            return None
-        slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
-    return tuple(slices)
-
-
 def labels_to_input_grid(
     labels: NDArray, grid: WorkingGrid, vertebra: NDArray[np.bool_] | None = None, *, dtype=np.int32
 ) -> Volume:
@@ -117,7 +106,7 @@ def labels_to_input_grid(
         return from_canonical(canonical.with_array(native, is_label=True), grid.how)
     vertebra = np.asarray(vertebra, dtype=bool)
     native = np.zeros(canonical.shape, dtype=dtype)
-    box = _bounding_box(vertebra)
+    box = bounding_box(vertebra)
     if box is not None:
         lo = np.array([b.start for b in box], dtype=float)
         shape = tuple(b.stop - b.start for b in box)
