@@ -49,6 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
+from spineinstanceseg.stage1.model_card import CARD_FILE  # light: no torch or nnU-Net
+
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 REAL_CT = SHARED / "real-ct"
@@ -62,7 +64,6 @@ PLANS = "SpineSegSmallPlans"
 # Version of the real cases' derived labels; a change rewrites them and preprocesses again (models are kept).
 # 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background.
 LABELS_VERSION = 2
-CARD_FILE = "spineseg_card.json"  # stage1.model_card.CARD_FILE, saved with the checkpoints
 
 
 def _say(text: str) -> None:

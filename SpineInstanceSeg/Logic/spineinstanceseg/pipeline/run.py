@@ -82,8 +82,7 @@ def _sacrum_below_ml(semantic: Volume, instances: Volume, lowest_label: int) -> 
     touching = touching[touching > 0]
     if touching.size == 0:
         return None
-    voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
-    return float(np.isin(pieces, touching).sum()) * voxel_ml
+    return float(np.isin(pieces, touching).sum()) * semantic.voxel_volume_mm3 / 1000.0
 
 
 def _apply_naming(instances: np.ndarray, semantic: Volume, naming: LevelNaming) -> tuple[np.ndarray, list[int]]:
@@ -162,13 +161,17 @@ def segment(
     timings["sanity"] = time.perf_counter() - t
 
     t = time.perf_counter()
-    naming = _name_levels(sanity, semantic, lowest=lowest, anchor=anchor, with_t13=with_t13, with_l6=with_l6)
+    # voxels per vertebra 1..N (index 0: background), counted once: on a CT-sized grid one count takes seconds
+    voxel_counts = np.bincount(np.asarray(sanity.instances).reshape(-1), minlength=len(sanity.confidence) + 1)
+    naming = _name_levels(
+        sanity, semantic, voxel_counts, lowest=lowest, anchor=anchor, with_t13=with_t13, with_l6=with_l6
+    )
     if sanity.anomalies and (lowest or anchor):
         warnings.append(
             f"levels named from the level you gave ({lowest or anchor}) although the column has anomalies "
             f"({'; '.join(sanity.anomalies)}): a vertebra too many or too few shifts every name; check them"
         )
-    instances, records = _vertebra_records(image, semantic, sanity, naming)
+    instances, records = _vertebra_records(image, semantic, sanity, naming, voxel_counts)
     low_conf = [r.name for r in records if r.confidence < 0.5]
     if low_conf:
         warnings.append(f"low stage-2 agreement (confidence < 0.5) for {', '.join(low_conf)}: check these")
@@ -257,17 +260,16 @@ def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[
     return stray.semantic, replace(sanity, instances=stray.instances)
 
 
-def _name_levels(sanity: SanityResult, semantic: Volume, **options) -> LevelNaming:
+def _name_levels(sanity: SanityResult, semantic: Volume, voxel_counts: np.ndarray, **options) -> LevelNaming:
     """Level names for the instances the sanity check kept (counted from the sacrum only when enough of it lies
-    below)."""
+    below); ``voxel_counts[k]`` is the size of vertebra k (1..N)."""
     n = len(sanity.confidence)
     if n == 0:
         return name_vertebrae(0, sacrum_below=False, doubts=sanity.anomalies, **options)
     instances = semantic.with_array(np.asarray(sanity.instances))
     sacrum_ml = _sacrum_below_ml(semantic, instances, lowest_label=n)
     doubts = list(sanity.anomalies)
-    voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
-    vertebra_ml = float(np.median(np.bincount(np.asarray(sanity.instances).ravel(), minlength=n + 1)[1:])) * voxel_ml
+    vertebra_ml = float(np.median(voxel_counts[1:])) * semantic.voxel_volume_mm3 / 1000.0
     if sacrum_ml is not None and sacrum_ml < SACRUM_MIN_SHARE * vertebra_ml:
         doubts.append(
             f"the sacrum seen below the lowest vertebra is {sacrum_ml:.1f} mL, less than {SACRUM_MIN_SHARE:g} of a "
@@ -277,14 +279,14 @@ def _name_levels(sanity: SanityResult, semantic: Volume, **options) -> LevelNami
 
 
 def _vertebra_records(
-    image: Volume, semantic: Volume, sanity: SanityResult, naming: LevelNaming
+    image: Volume, semantic: Volume, sanity: SanityResult, naming: LevelNaming, voxel_counts: np.ndarray
 ) -> tuple[Volume, tuple[VertebraRecord, ...]]:
-    """The instance map on the image grid (VerSe codes when the levels are known) and one record per vertebra."""
+    """The instance map on the image grid (VerSe codes when the levels are known) and one record per vertebra
+    (``voxel_counts[k]``: the size of vertebra k, 1..N)."""
     instances_1n = np.asarray(sanity.instances)
     n = len(sanity.confidence)
     relabelled, labels = _apply_naming(instances_1n, semantic, naming)
     instances = image.with_array(relabelled.astype(np.int16), is_label=True)
-    counts = np.bincount(instances_1n.reshape(-1), minlength=n + 1)
     records = tuple(
         VertebraRecord(
             label=labels[k],
@@ -292,8 +294,8 @@ def _vertebra_records(
             level_code=naming.codes[k],
             centroid_lps=tuple(float(c) for c in sanity.centroids_lps[k]),  # type: ignore[arg-type]
             confidence=float(sanity.confidence[k]),
-            voxel_count=int(counts[k + 1]),
-            volume_ml=float(counts[k + 1] * image.voxel_volume_mm3 / 1000.0),
+            voxel_count=int(voxel_counts[k + 1]),
+            volume_ml=float(voxel_counts[k + 1] * image.voxel_volume_mm3 / 1000.0),
         )
         for k in range(n)
     )

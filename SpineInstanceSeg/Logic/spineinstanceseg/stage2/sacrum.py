@@ -77,7 +77,7 @@ def absorb_stray_sacrum(semantic: Volume, instances: NDArray, *, above_z_mm: flo
         return StraySacrum(semantic, instances)
     new_labels, new_instances = labels.copy(), np.array(instances, copy=True)
     box_labels, box_instances = new_labels[box], new_instances[box]  # views into the copies
-    voxel_ml = float(np.prod(semantic.spacing)) / 1000.0
+    voxel_ml = semantic.voxel_volume_mm3 / 1000.0
     absorbed = dropped = 0.0
     for k in stray:
         piece = pieces == k
