@@ -77,3 +77,20 @@ def test_a_sliver_of_sacrum_is_no_ground_for_counting_levels(small_example):
     assert len(result.vertebrae) >= 2
     assert all(record.level_code is None for record in result.vertebrae), result.naming_rule
     assert "too little to count levels from" in result.naming_rule
+
+
+@pytest.mark.parametrize(("seed", "modality", "region"), [(1, "ct", "lumbar"), (2, "t1", "thoracolumbar")])
+def test_a_whole_sacrum_is_enough_to_count_levels_from(seed, modality, region):
+    """The sliver rule must not stop naming where the sacrum is in view: a phantom's sacrum holds a few vertebra
+    volumes (the reason for SACRUM_MIN_SHARE = 0.5 in pipeline.run)."""
+    import numpy as np
+
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline.run import SACRUM_MIN_SHARE
+    from spineinstanceseg.semantic import SACRUM
+
+    case = generate_phantom(seed, modality=modality, region=region, spacing=2.0)
+    semantic, instances = np.asarray(case.semantic.array), np.asarray(case.instances.array)
+    vertebra_voxels = [np.count_nonzero(instances == v) for v in np.unique(instances) if v not in (0, 26)]
+    share = np.count_nonzero(semantic == SACRUM) / np.median(vertebra_voxels)
+    assert share >= 4 * SACRUM_MIN_SHARE

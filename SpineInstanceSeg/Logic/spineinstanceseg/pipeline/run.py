@@ -42,7 +42,8 @@ SACRUM_GAP_MM = 20.0
 # ... and levels are counted up from it only when those sacrum pieces hold at least this share of a median
 # vertebra's volume. Stage 1 at times calls a piece of a poorly seen L5 "sacrum" (real CT, 2 mL beside 36 mL
 # vertebrae): counting from it names every vertebra one level too low. A whole sacrum holds 2-6 vertebra volumes
-# (phantoms); one cut by the field of view to less than half a vertebra leaves the levels unnamed.
+# (phantoms; Testing/test_pipeline_naming.py checks it); one cut by the field of view to less than half a vertebra
+# leaves the levels unnamed.
 SACRUM_MIN_SHARE = 0.5
 
 # Share of the progress bar per step (stage 1 dominates on real models).

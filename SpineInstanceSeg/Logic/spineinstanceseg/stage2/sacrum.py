@@ -6,8 +6,9 @@ Left alone it becomes a "Sacrum" segment in the middle of the lumbar spine, a ho
 more false instance for anyone who counts the sacrum. A sacrum piece whose centroid lies higher (LPS z) than the
 disc between the two lowest vertebrae (half-way between their centroids) therefore becomes vertebra and joins
 the vertebra it shares the most voxel faces with; one that touches no vertebra there becomes background. Pieces
-at the level of the lowest vertebra are left alone: there the sacrum's alae and the pelvis reach up beside it
-(a whole-spine CT phantom has 2.8 mL of true sacrum pieces above L5's centroid).
+at the level of the lowest vertebra are left alone: there the sacrum's alae and the pelvis reach up beside it.
+(On a whole-spine CT phantom the bundled stage 1 leaves 1-3 mL of "sacrum" speckles in the cervical spine; they go
+to those vertebrae.)
 """
 
 from __future__ import annotations
