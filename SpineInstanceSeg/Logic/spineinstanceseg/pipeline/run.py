@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 # The sacrum counts as "directly below" the lowest vertebra when they are at most this far apart (one disc).
 SACRUM_GAP_MM = 20.0
 # ... and levels are counted up from it only when those sacrum pieces hold at least this share of a median
-# vertebra's volume. Stage 1 at times calls a piece of a poorly seen L5 "sacrum" (real CT, 2 mL beside 36 mL
+# vertebra's volume. Stage 1 at times calls a piece of a poorly seen L5 "sacrum" (real CT, 2 mL beside 33 mL
 # vertebrae): counting from it names every vertebra one level too low. A whole sacrum holds 2-6 vertebra volumes
 # (phantoms; Testing/test_pipeline_naming.py checks it); one cut by the field of view to less than half a vertebra
 # leaves the levels unnamed.
