@@ -28,6 +28,10 @@ Each fold is exported as a standalone weights-only model folder (``WORK/export/f
 real cases it trained on, and ``WORK/loo/<case>`` points every real case at a model that did not see it: pass
 ``--stage1-loo WORK/loo`` to ``benchmarks/bench_real_scans.py``.
 
+Training longer: ``--extend N`` fine-tunes every fold of --folds N more epochs, starting from its finished weights
+with a fresh learning-rate schedule; the weights it started from stay in ``fold_<f>_before_extend``. Rerun with
+the same ``--extend N`` to resume; a second extension needs the first moved away.
+
 Resuming: rerun with the same --work. Finished steps are skipped (marker files, final checkpoints); an interrupted
 fold continues from its ``checkpoint_latest.pth`` (saved every 5 epochs). To move training to another session,
 keep WORK/nnunet/nnUNet_results, or save the checkpoints with ``--save-state DIR`` (committed in the repo under
@@ -226,6 +230,10 @@ def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], tar
     card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri)
     card.weights_only = True
     card.notes = [n for n in card.notes if not n.startswith("fold ")] + [f"nnU-Net fold {fold} of dataset 503"]
+    before = model_folder / f"fold_{fold}{EXTEND_SUFFIX}" / "checkpoint_final.pth"
+    if before.is_file():
+        first = int(torch.load(before, map_location="cpu", weights_only=False).get("current_epoch", -1))
+        card.notes.append(f"extended: these epochs continue fold {fold}'s first fine-tuning ({first} epochs)")
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
     shutil.rmtree(target, ignore_errors=True)
     os.replace(tmp, target)
@@ -366,6 +374,20 @@ def train(fold: str, args, model_folder: Path, folders, *, start_from: Path | No
     _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
 
 
+EXTEND_SUFFIX = "_before_extend"
+
+
+def extend(fold: str, args, model_folder: Path, folders) -> None:
+    """Fine-tune a finished fold ``args.extend`` more epochs from its own weights (fresh schedule)."""
+    fold_dir = model_folder / f"fold_{fold}"
+    before = model_folder / f"fold_{fold}{EXTEND_SUFFIX}"
+    if not before.is_dir():
+        if not (fold_dir / "checkpoint_final.pth").is_file():
+            raise SystemExit(f"fold {fold} has not finished its first schedule; train it before --extend")
+        os.replace(fold_dir, before)
+    train(fold, args, model_folder, folders, start_from=before / "checkpoint_final.pth", epochs=args.extend)
+
+
 def prepare(args, folders) -> dict[str, list[str]]:
     """Source folder, nnU-Net raw dataset, plans, preprocessing and splits (each once)."""
     from spineinstanceseg.stage1 import nnunet_adapter as adapter
@@ -403,6 +425,8 @@ def main(argv=None) -> int:
     parser.add_argument("--patch", type=int, default=48, help="cubic patch size in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.0, help="isotropic working spacing in mm")
     parser.add_argument("--folds", default="0,1,2,3,all", help="fine-tuned folds to train, in this order")
+    parser.add_argument("--extend", type=int, default=0, metavar="N",
+                        help="fine-tune finished folds of --folds N more epochs from their own weights")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--state", type=Path, help="saved training state to resume from (see --save-state)")
@@ -433,7 +457,10 @@ def main(argv=None) -> int:
     export.mkdir(exist_ok=True)
     export_fold(model_folder, str(BASE_FOLD), groups, export / f"fold_{BASE_FOLD}")
     for fold in args.folds.split(","):
-        train(fold, args, model_folder, folders, start_from=base, epochs=args.finetune_epochs)
+        if args.extend:
+            extend(fold, args, model_folder, folders)
+        else:
+            train(fold, args, model_folder, folders, start_from=base, epochs=args.finetune_epochs)
         export_fold(model_folder, fold, groups, export / f"fold_{fold}")
         link_loo(export, groups)
     return 0

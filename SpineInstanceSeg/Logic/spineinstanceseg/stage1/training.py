@@ -234,7 +234,11 @@ def train_stage1(
         _schedule_text(short),
         f"device {resolved.name}",
         f"nnunetv2 {adapter.NNUNET_VERSION}",
-        *([f"fine-tuned from {Path(pretrained_weights).name}"] if pretrained_weights else []),
+        *(
+            [f"fine-tuned from {Path(pretrained_weights).parent.name}/{Path(pretrained_weights).name}"]
+            if pretrained_weights
+            else []
+        ),
     ]
     dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
     card = write_model_card(
