@@ -93,3 +93,30 @@ def test_fold_finished_in_an_earlier_session_exports(script, tmp_path):
     assert card["training_data"].startswith("1 synthetic phantoms") and "real VerSe CTs (none;" in card["training_data"]
     assert any("30 epochs" in note for note in card["notes"])
     assert not (tmp_path / "export" / "fold_4.partial").exists()
+
+
+def test_extend_continues_a_finished_fold_from_its_own_weights(script, tmp_path, monkeypatch):
+    """--extend N: the finished weights move aside and the fold trains N more epochs from them; a rerun after an
+    interruption resumes the extension instead of extending the extension."""
+    model_folder = tmp_path / "results"
+    _session_one(model_folder)
+    torch.save(_checkpoint(30, finished=True), model_folder / "fold_0" / "checkpoint_final.pth")
+    calls = []
+    monkeypatch.setattr(script, "train", lambda fold, args, mf, folders, *, start_from, epochs: calls.append(
+        (fold, start_from, epochs)))  # fmt: skip
+    args = type("Args", (), {"extend": 40})()
+
+    script.extend("0", args, model_folder, folders=None)
+    before = model_folder / "fold_0_before_extend" / "checkpoint_final.pth"
+    assert calls == [("0", before, 40)]
+    assert torch.load(before, weights_only=True)["current_epoch"] == 30
+    assert not (model_folder / "fold_0").exists()  # the extension trains into a fresh fold folder
+
+    (model_folder / "fold_0").mkdir()  # interrupted: the extension left a latest checkpoint
+    torch.save(_checkpoint(10, finished=False), model_folder / "fold_0" / "checkpoint_latest.pth")
+    script.extend("0", args, model_folder, folders=None)
+    assert calls[-1] == ("0", before, 40)
+    assert torch.load(before, weights_only=True)["current_epoch"] == 30  # not replaced by the partial extension
+
+    with pytest.raises(SystemExit, match="fold 1 has not finished"):
+        script.extend("1", args, model_folder, folders=None)
