@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 import re
 
+from spineinstanceseg.stage1.sources import BUNDLED_STAGE1_NAME
+
 
 def test_demo_writes_every_output_and_scores_the_example(demo_run):
     assert demo_run.code == 0
@@ -15,7 +17,7 @@ def test_demo_writes_every_output_and_scores_the_example(demo_run):
         assert (case / f"phantom_lumbar_ct{suffix}").is_file(), suffix
     assert len(list((case / "stl").glob("*.stl"))) >= 6
     report = json.loads((case / "phantom_lumbar_ct_report.json").read_text())
-    assert report["models"]["stage1"]["name"] == "stage1_phantom_v1"
+    assert report["models"]["stage1"]["name"] == BUNDLED_STAGE1_NAME
     found = re.search(r"(\d+) of (\d+) vertebrae found \((\d+) false\), instance F1 \(IoU >= 0.5\) = ([0-9.]+)", out)
     assert found, out
     tp, total, false, f1 = int(found[1]), int(found[2]), int(found[3]), float(found[4])

@@ -22,6 +22,7 @@ from spineinstanceseg.outputs.writer import OUTPUT_KINDS
 from spineinstanceseg.phantom import generate_phantom
 from spineinstanceseg.pipeline.options import SegmentOptions
 from spineinstanceseg.pipeline.segment_file import segment_file
+from spineinstanceseg.stage1.sources import BUNDLED_STAGE1_NAME
 
 
 @pytest.fixture(scope="module")
@@ -70,7 +71,7 @@ def test_accuracy_against_ground_truth(oblique_case, request):
     names = [v["name"] for v in report["vertebrae"]]
     assert names[-5:] == ["L1", "L2", "L3", "L4", "L5"], names  # sacrum in view: counted up from it
     if source == "bundled":
-        assert report["models"]["stage1"]["name"] == "stage1_phantom_v1"
+        assert report["models"]["stage1"]["name"] == BUNDLED_STAGE1_NAME
 
 
 def test_every_output_has_the_input_geometry(oblique_case):

@@ -10,6 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from spineinstanceseg.stage1.sources import BUNDLED_STAGE1_NAME
+
 slicer = pytest.importorskip("slicer", reason="slicer-core (MRML without the application) is not installed")
 if not hasattr(slicer, "vtkMRMLScene"):
     pytest.skip("the installed 'slicer' package is not slicer-core", allow_module_level=True)
@@ -38,4 +40,4 @@ def test_segment_volume_node_with_bundled_models(tmp_path):
         position = np.array(nodes.markups.GetNthControlPointPositionWorld(i))
         assert np.min(np.linalg.norm(true_ras - position, axis=1)) < 10.0
     report = (tmp_path / "phantom" / "phantom_report.json").read_text()
-    assert "stage1_phantom_v1" in report
+    assert BUNDLED_STAGE1_NAME in report
