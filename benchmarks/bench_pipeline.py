@@ -239,7 +239,7 @@ def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
               f"{s_two.mean_dice:.3f} | {_split_text(row)} |")  # fmt: skip
     means = {key: float(np.mean([r[key] for r in rows])) for key in ("cc_f1", "cc_dice", "f1", "dice")}
     total = {key: sum(r[key] for r in rows) for key in ("whole", "whole_found", "cut", "cut_found")}
-    total["whole_dice"] = float(np.mean([d for r in rows for d in r["whole_dices"]]))
+    total["whole_dices"] = [d for r in rows for d in r["whole_dices"]]
     print(f"| mean | {sum(r['vertebrae'] for r in rows)} | {means['cc_f1']:.3f} | {means['cc_dice']:.3f} | "
           f"{means['f1']:.3f} | {means['dice']:.3f} | {_split_text(total)} |")  # fmt: skip
     return rows
@@ -249,26 +249,24 @@ def _whole_and_cut(scores, ref: np.ndarray) -> dict:
     """Reference vertebrae inside the field of view vs. those an edge of the volume cuts (touching a face)."""
     from scipy import ndimage
 
+    from spineinstanceseg.volume import box_touches_face
+
     boxes = ndimage.find_objects(ref)
-    cut = {
-        label
-        for label, box in enumerate(boxes, start=1)
-        if box is not None and any(s.start == 0 or s.stop == n for s, n in zip(box, ref.shape, strict=True))
-    }
+    cut = {label for label, box in enumerate(boxes, start=1) if box is not None and box_touches_face(box, ref.shape)}
     refs = [r for r in scores.rows if r.ref_label is not None]
     whole = [r for r in refs if r.ref_label not in cut]
     return {
         "whole": len(whole),
         "whole_found": sum(r.status == "TP" for r in whole),
         "whole_dices": [float(r.dice) for r in whole],
-        "whole_dice": float(np.mean([r.dice for r in whole])) if whole else float("nan"),
         "cut": len(refs) - len(whole),
         "cut_found": sum(r.status == "TP" for r in refs if r.ref_label in cut),
     }
 
 
 def _split_text(row: dict) -> str:
-    return f"{row['whole_found']}/{row['whole']}, {row['whole_dice']:.3f} | {row['cut_found']}/{row['cut']}"
+    whole_dice = float(np.mean(row["whole_dices"])) if row["whole_dices"] else float("nan")
+    return f"{row['whole_found']}/{row['whole']}, {whole_dice:.3f} | {row['cut_found']}/{row['cut']}"
 
 
 def main() -> int:

@@ -32,6 +32,7 @@ __all__ = [
     "GridDifference",
     "GridComparison",
     "bounding_box",
+    "box_touches_face",
     "label_bounding_box",
     "compare_grids",
     "orientation_code",
@@ -332,6 +333,12 @@ def bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return tuple(slices)
+
+
+def box_touches_face(box: Sequence[slice], shape: Sequence[int]) -> bool:
+    """Whether a box of index slices (as :func:`bounding_box` gives) reaches a face of a grid of ``shape``: what
+    it bounds was cut by the field of view."""
+    return any(s.start == 0 or s.stop == n for s, n in zip(box, shape, strict=True))
 
 
 def label_bounding_box(labels: NDArray, value: int) -> tuple[slice, ...] | None:

@@ -40,7 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..volume import Volume
+from ..volume import Volume, box_touches_face
 
 __all__ = ["split_edge_fragments", "MIN_BEYOND", "MIN_BEYOND_STRONG", "MAX_BEYOND", "MIN_FRAGMENT_MM3"]
 
@@ -50,10 +50,6 @@ MIN_BEYOND = 0.3
 MIN_BEYOND_STRONG = 0.5
 MAX_BEYOND = 1.5
 MIN_FRAGMENT_MM3 = 150.0
-
-
-def _touches_face(box: tuple[slice, ...], shape: tuple[int, ...]) -> bool:
-    return any(s.start == 0 or s.stop == n for s, n in zip(box, shape, strict=True))
 
 
 def _beyond_end(
@@ -89,7 +85,7 @@ def _beyond_end(
             continue
         shifted = tuple(slice(s.start + int(o), s.stop + int(o)) for s, o in zip(box, lo, strict=True))
         out_by = float((world[k - 1] - c_end) @ axis) / pitch
-        if _touches_face(shifted, labels.shape) and beyond[0] <= out_by <= MAX_BEYOND:
+        if box_touches_face(shifted, labels.shape) and beyond[0] <= out_by <= MAX_BEYOND:
             pieces.append(k)
             strong |= out_by >= beyond[1]
     if not strong or sizes[pieces].sum() < min_vox:

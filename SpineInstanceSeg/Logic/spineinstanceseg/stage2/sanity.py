@@ -45,7 +45,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 
 from ..errors import NoSpineFoundError
-from ..volume import Volume
+from ..volume import Volume, box_touches_face
 
 __all__ = [
     "SanityParameters",
@@ -323,7 +323,7 @@ def measure_instances(labels: NDArray, geometry: Volume, *, image: Volume | None
         start = np.array([s.start for s in box], dtype=float)
         volume[k - 1] = np.count_nonzero(mask) * geometry.voxel_volume_mm3 / 1000.0
         centroid[k - 1] = geometry.index_to_world(np.argwhere(mask).mean(axis=0) + start)
-        cut[k - 1] = any(s.start == 0 or s.stop == m for s, m in zip(box, labels.shape, strict=True))
+        cut[k - 1] = box_touches_face(box, labels.shape)
         largest[k - 1], found = _pieces(k, mask, start, geometry)
         pieces.extend(found)
         spread[k - 1] = _spread(mask, spacing)
