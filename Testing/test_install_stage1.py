@@ -57,7 +57,7 @@ def test_install_writes_card_scores_and_tables(script, tmp_path):
     assert verify_checksums(card, target, files=["fold_all/checkpoint_final.pth"]) == []
     text = (target / "MODEL_CARD.md").read_text()
     assert "### Real CT" in text and "| a | 0.900 |" in text and "phantoms and four real CTs" in text
-    assert not (tmp_path / "models" / "stage1_test.partial").exists()
+    assert [p.name for p in (tmp_path / "models").iterdir()] == ["stage1_test"]  # nothing half-written beside it
 
 
 def test_install_refuses_a_checkpoint_that_is_not_weights_only(script, tmp_path):

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
 import sys
 from pathlib import Path
 
+from spineinstanceseg.atomic import atomic_directory
 from spineinstanceseg.stage1.model_card import ModelCard, read_card, write_card
 from spineinstanceseg.stage1.nnunet_adapter import check_weights_only
 
@@ -81,16 +81,13 @@ def install(export: Path, *, name: str, mirroring: bool, scores: dict, tables: l
         raise SystemExit(f"{export} is not an exported stage-1 fold (no card or no {CHECKPOINT})")
     check_weights_only(export / CHECKPOINT)
     target = PACKAGE_MODELS / name
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    shutil.copytree(export, tmp)
     card.name = name
     card.inference = {"use_mirroring": bool(mirroring), "tile_step_size": 0.5}
     card.scores = scores
-    write_card(card, tmp, checksum_files=[CHECKPOINT])
-    (tmp / "MODEL_CARD.md").write_text(card_markdown(card, tables), encoding="utf-8")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
+    with atomic_directory(target) as tmp:
+        shutil.copytree(export, tmp, dirs_exist_ok=True)
+        write_card(card, tmp, checksum_files=[CHECKPOINT])
+        (tmp / "MODEL_CARD.md").write_text(card_markdown(card, tables), encoding="utf-8")
     return target
 
 

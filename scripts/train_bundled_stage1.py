@@ -199,14 +199,20 @@ def write_splits(preprocessed: Path, groups: dict[str, list[str]]) -> None:
 
 def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], target: Path) -> Path:
     """A standalone weights-only model folder of one fold, its card naming the real cases it trained on."""
+    from spineinstanceseg.atomic import atomic_directory
+
+    with atomic_directory(target) as tmp:
+        _write_export(model_folder, fold, groups, tmp)
+    return target
+
+
+def _write_export(model_folder: Path, fold: str, groups: dict[str, list[str]], tmp: Path) -> None:
     import torch
 
     from spineinstanceseg.stage1.model_card import read_card, write_card
     from spineinstanceseg.stage1.nnunet_adapter import check_weights_only
 
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    (tmp / "fold_all").mkdir(parents=True)
+    (tmp / "fold_all").mkdir()
     for name in ("dataset.json", "plans.json"):
         shutil.copy2(model_folder / name, tmp / name)
     # Our own training output, so unpickling it in full is safe here; what is exported holds only tensors and plain
@@ -235,9 +241,6 @@ def export_fold(model_folder: Path, fold: str, groups: dict[str, list[str]], tar
         first = int(torch.load(before, map_location="cpu", weights_only=False).get("current_epoch", -1))
         card.notes.append(f"extended: these epochs continue fold {fold}'s first fine-tuning ({first} epochs)")
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
 
 
 def _card_of_restored_fold(model_folder: Path, fold: str, checkpoint: dict):
