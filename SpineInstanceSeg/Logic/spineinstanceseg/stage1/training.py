@@ -234,11 +234,7 @@ def train_stage1(
         _schedule_text(short),
         f"device {resolved.name}",
         f"nnunetv2 {adapter.NNUNET_VERSION}",
-        *(
-            [f"fine-tuned from {Path(pretrained_weights).parent.name}/{Path(pretrained_weights).name}"]
-            if pretrained_weights
-            else []
-        ),
+        *([f"fine-tuned from {_folder_and_name(pretrained_weights)}"] if pretrained_weights else []),
     ]
     dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
     card = write_model_card(
@@ -251,6 +247,11 @@ def train_stage1(
         notes=notes,
     )
     return TrainResult(model_folder, plans, trainer, card)
+
+
+def _folder_and_name(path: Path) -> str:
+    """``fold_0/checkpoint_final.pth``: a checkpoint's name says nothing without its fold folder."""
+    return f"{Path(path).parent.name}/{Path(path).name}"
 
 
 def _check_start(resume: bool, pretrained_weights: Path | None) -> None:
