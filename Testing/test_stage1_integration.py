@@ -16,6 +16,7 @@ from spineinstanceseg.progress import Progress
 from spineinstanceseg.stage1.dataset import convert_dataset
 from spineinstanceseg.stage1.environment import resolve_folders
 from spineinstanceseg.stage1.model import Stage1Model
+from spineinstanceseg.stage1.model_card import CARD_FILE
 from spineinstanceseg.stage1.sources import NnUNetSource
 from spineinstanceseg.stage1.training import QUICK_TRAINER, ShortSchedule, train_stage1
 
@@ -58,6 +59,8 @@ def test_convert_train_predict_on_cpu(tmp_path, monkeypatch):
         990, folders=folders, schedule=schedule, device="cpu", skip_preprocessing=True, pretrained_weights=start_from
     )
     assert f"fine-tuned from {tmp_path.name}/start.pth" in json.loads(tuned.card.read_text())["notes"]
+    fold_card = json.loads((tuned.model_folder / "fold_all" / CARD_FILE).read_text())  # the fold keeps its own
+    assert fold_card["notes"] == json.loads(tuned.card.read_text())["notes"] and fold_card["checksums"] == {}
 
     # oblique, anisotropic, MRI-like input on a grid the model never saw
     case = generate_phantom(7, modality="t1", region="lumbar", spacing=(3.0, 3.5, 5.0), oblique_deg=15.0)

@@ -44,6 +44,19 @@ def _session_one(model_folder: Path) -> None:
     torch.save(_checkpoint(20, finished=False), model_folder / "fold_0" / "checkpoint_latest.pth")
 
 
+_GROUPS = {"phantom": ["phantom_000"], "sub-verse005": ["realct_sub-verse005"]}
+
+
+def _write_dataset_files(script, model_folder: Path) -> None:
+    """What preprocessing leaves and a training copies into the model folder (an export needs them)."""
+    preprocessed = model_folder.parent / f"{model_folder.name}_preprocessed"
+    preprocessed.mkdir(exist_ok=True)
+    labels = {"background": 0, "vertebra": 1, "disc": 2, "canal": 3}
+    (preprocessed / "dataset.json").write_text(json.dumps({"labels": labels, "numTraining": 1}))
+    (preprocessed / f"{script.PLANS}.json").write_text(json.dumps({"plans_name": script.PLANS}))
+    script.complete_model_folder(model_folder, preprocessed)
+
+
 def test_saved_state_resumes_where_training_stopped(script, tmp_path):
     first, state, second = tmp_path / "session1", tmp_path / "state", tmp_path / "session2"
     _session_one(first)
@@ -76,15 +89,8 @@ def test_fold_finished_in_an_earlier_session_exports(script, tmp_path):
     _session_one(first)
     script.save_state(first, state)  # no model card: as the states saved before the card was kept
     script.restore_state(state, second)
-    preprocessed = tmp_path / "preprocessed"
-    preprocessed.mkdir()
-    labels = {"background": 0, "vertebra": 1, "disc": 2, "canal": 3}
-    (preprocessed / "dataset.json").write_text(json.dumps({"labels": labels, "numTraining": 1}))
-    (preprocessed / f"{script.PLANS}.json").write_text(json.dumps({"plans_name": script.PLANS}))
-
-    script.complete_model_folder(second, preprocessed)
-    groups = {"phantom": ["phantom_000"], "sub-verse005": ["realct_sub-verse005"]}
-    exported = script.export_fold(second, "4", groups, tmp_path / "export" / "fold_4")
+    _write_dataset_files(script, second)
+    exported = script.export_fold(second, "4", _GROUPS, tmp_path / "export" / "fold_4")
 
     assert json.loads((exported / "plans.json").read_text())["plans_name"] == script.PLANS
     weights = torch.load(exported / "fold_all" / "checkpoint_final.pth", weights_only=True)
@@ -95,19 +101,24 @@ def test_fold_finished_in_an_earlier_session_exports(script, tmp_path):
     assert not (tmp_path / "export" / "fold_4.partial").exists()
 
 
-def test_extend_continues_a_finished_fold_from_its_own_weights(script, tmp_path, monkeypatch):
-    """--extend N: the finished weights move aside and the fold trains N more epochs from them; a rerun after an
-    interruption resumes the extension instead of extending the extension."""
-    model_folder = tmp_path / "results"
-    _session_one(model_folder)
-    torch.save(_checkpoint(30, finished=True), model_folder / "fold_0" / "checkpoint_final.pth")
+def _fake_train(script, monkeypatch) -> list:
     calls = []
     monkeypatch.setattr(script, "train", lambda fold, args, mf, folders, *, start_from, epochs: calls.append(
         (fold, start_from, epochs)))  # fmt: skip
-    args = type("Args", (), {"extend": 40})()
+    return calls
+
+
+def test_extend_continues_a_finished_fold_from_its_own_weights(script, tmp_path, monkeypatch):
+    """--extend-to TOTAL: the finished weights move aside and the fold trains the missing epochs from them; a rerun
+    after an interruption resumes the extension instead of extending the extension."""
+    model_folder = tmp_path / "results"
+    _session_one(model_folder)
+    torch.save(_checkpoint(30, finished=True), model_folder / "fold_0" / "checkpoint_final.pth")
+    calls = _fake_train(script, monkeypatch)
+    args = type("Args", (), {"extend_to": 70})()
 
     script.extend("0", args, model_folder, folders=None)
-    before = model_folder / "fold_0_before_extend" / "checkpoint_final.pth"
+    before = model_folder / "fold_0_at_30" / "checkpoint_final.pth"
     assert calls == [("0", before, 40)]
     assert torch.load(before, weights_only=True)["current_epoch"] == 30
     assert not (model_folder / "fold_0").exists()  # the extension trains into a fresh fold folder
@@ -120,3 +131,51 @@ def test_extend_continues_a_finished_fold_from_its_own_weights(script, tmp_path,
 
     with pytest.raises(SystemExit, match="fold 1 has not finished"):
         script.extend("1", args, model_folder, folders=None)
+
+
+def test_extend_again_to_a_larger_total_and_the_export_says_so(script, tmp_path, monkeypatch):
+    """A fold at 30 + 40 epochs extends again to 110 from its 70-epoch weights; a rerun at 110 trains nothing; the
+    exported card counts every stage."""
+    model_folder = tmp_path / "results"
+    _session_one(model_folder)
+    (model_folder / "fold_0_at_30").mkdir()
+    torch.save(_checkpoint(30, finished=True), model_folder / "fold_0_at_30" / "checkpoint_final.pth")
+    torch.save(_checkpoint(40, finished=True), model_folder / "fold_0" / "checkpoint_final.pth")
+    calls = _fake_train(script, monkeypatch)
+
+    script.extend("0", type("Args", (), {"extend_to": 70})(), model_folder, folders=None)
+    assert calls == []  # already 70 epochs in all
+    script.extend("0", type("Args", (), {"extend_to": 110})(), model_folder, folders=None)
+    assert calls == [("0", model_folder / "fold_0_at_70" / "checkpoint_final.pth", 40)]
+
+    (model_folder / "fold_0").mkdir()  # the extension finished
+    torch.save(_checkpoint(40, finished=True), model_folder / "fold_0" / "checkpoint_final.pth")
+    assert script.epochs_in_all(model_folder, "0") == 110
+    _write_dataset_files(script, model_folder)
+    card = json.loads(
+        (script.export_fold(model_folder, "0", _GROUPS, tmp_path / "fold_0") / script.CARD_FILE).read_text()
+    )
+    assert "extended: 110 epochs in all (30 + 40 + 40)" in card["notes"]
+
+
+def test_each_fold_exports_its_own_card(script, tmp_path):
+    """The model folder's card describes the fold trained last; an export of an earlier fold uses that fold's card
+    (kept beside its weights and carried through a saved state)."""
+    from spineinstanceseg.stage1.model_card import read_card, write_card
+    from spineinstanceseg.stage1.training import build_model_card, write_fold_card
+
+    first, state, second = tmp_path / "session1", tmp_path / "state", tmp_path / "session2"
+    _session_one(first)
+    torch.save(_checkpoint(30, finished=True), first / "fold_0" / "checkpoint_final.pth")
+    _write_dataset_files(script, first)
+    for fold in ("0", "4"):  # fold 4 trains last and leaves its card in the model folder
+        card, _ = build_model_card(first, name=f"stage1_fold_{fold}", training_data="", trainer="t", plans="p")
+        write_card(card, first)
+        write_fold_card(first, fold)
+    script.save_state(first, state)
+    script.restore_state(state, second)
+    _write_dataset_files(script, second)
+
+    exported = script.export_fold(second, "0", _GROUPS, tmp_path / "export" / "fold_0")
+    assert read_card(exported).name == "stage1_fold_0"
+    assert read_card(second).name == "stage1_fold_4"

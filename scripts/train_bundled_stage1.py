@@ -28,9 +28,10 @@ Each fold is exported as a standalone weights-only model folder (``WORK/export/f
 real cases it trained on, and ``WORK/loo/<case>`` points every real case at a model that did not see it: pass
 ``--stage1-loo WORK/loo`` to ``benchmarks/bench_real_scans.py``.
 
-Training longer: ``--extend N`` fine-tunes every fold of --folds N more epochs, starting from its finished weights
-with a fresh learning-rate schedule; the weights it started from stay in ``fold_<f>_before_extend``. Rerun with
-the same ``--extend N`` to resume; a second extension needs the first moved away.
+Training longer: ``--extend-to TOTAL`` trains every finished fold of --folds on from its own weights (a fresh
+learning-rate schedule of the missing epochs) until it has trained TOTAL epochs in all; the weights each extension
+started from stay in ``fold_<f>_at_<epochs so far>``. Rerun with the same TOTAL to resume an interrupted extension;
+a larger TOTAL extends again.
 
 Resuming: rerun with the same --work. Finished steps are skipped (marker files, final checkpoints); an interrupted
 fold continues from its ``checkpoint_latest.pth`` (saved every 5 epochs). To move training to another session,
@@ -229,29 +230,29 @@ def _write_export(model_folder: Path, fold: str, groups: dict[str, list[str]], t
     }
     torch.save(shipped, tmp / "fold_all" / "checkpoint_final.pth")
     check_weights_only(tmp / "fold_all" / "checkpoint_final.pth")
-    card = read_card(model_folder) or _card_of_restored_fold(model_folder, fold, checkpoint)
+    card = read_card(model_folder / f"fold_{fold}") or _card_of_restored_fold(model_folder, fold, checkpoint)
     excluded = set(held_out(fold if fold == "all" else int(fold), groups))
     trained_ct = [c for c in CT_CASES if c in groups and c not in excluded]
     trained_mri = [c for c in groups if c.startswith("vb") and c not in excluded]
     card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri)
     card.weights_only = True
     card.notes = [n for n in card.notes if not n.startswith("fold ")] + [f"nnU-Net fold {fold} of dataset 503"]
-    before = model_folder / f"fold_{fold}{EXTEND_SUFFIX}" / "checkpoint_final.pth"
-    if before.is_file():
-        first = int(torch.load(before, map_location="cpu", weights_only=False).get("current_epoch", -1))
-        card.notes.append(f"extended: these epochs continue fold {fold}'s first fine-tuning ({first} epochs)")
+    stages = earlier_stages(model_folder, fold)
+    if stages:
+        steps = np.diff([0, *stages, stages[-1] + int(checkpoint.get("current_epoch", -1))])
+        card.notes.append(f"extended: {sum(steps)} epochs in all ({' + '.join(str(int(n)) for n in steps)})")
     write_card(card, tmp, checksum_files=["fold_all/checkpoint_final.pth"])
 
 
 def _card_of_restored_fold(model_folder: Path, fold: str, checkpoint: dict):
-    """The card of a fold that finished in an earlier session and came back from a state saved without one."""
-    from spineinstanceseg.stage1.model_card import read_card
-    from spineinstanceseg.stage1.training import QUICK_TRAINER, write_model_card
+    """The card of a fold trained before folds kept their own card (or restored from a state saved without one)."""
+    from spineinstanceseg.stage1.training import QUICK_TRAINER, build_model_card
 
     epochs = int(checkpoint.get("current_epoch", -1))
-    write_model_card(model_folder, name=f"stage1_fold_{fold}", training_data="", trainer=QUICK_TRAINER, plans=PLANS,
-                     notes=[f"fold {fold}", f"{epochs} epochs (restored from a saved training state)"])  # fmt: skip
-    return read_card(model_folder)
+    notes = [f"fold {fold}", f"{epochs} epochs (card rebuilt at export)"]
+    card, _ = build_model_card(model_folder, name=f"stage1_fold_{fold}", training_data="", trainer=QUICK_TRAINER,
+                               plans=PLANS, notes=notes)  # fmt: skip
+    return card
 
 
 def training_data_text(n_phantoms: int, ct: list[str], mri: list[str]) -> str:
@@ -309,10 +310,12 @@ def save_state(model_folder: Path, state: Path) -> None:
             checkpoint["optimizer_state"] = None  # a finished fold is only a starting point or an export
         target = state / fold_dir.name
         target.mkdir(parents=True, exist_ok=True)
-        for old in STATE_FILES:
+        for old in (*STATE_FILES, CARD_FILE):
             (target / old).unlink(missing_ok=True)
         torch.save(checkpoint, target / (name + ".partial"))
         os.replace(target / (name + ".partial"), target / name)
+        if (fold_dir / CARD_FILE).is_file():  # the fold's own card (what it trained on, from which weights)
+            shutil.copy2(fold_dir / CARD_FILE, target / CARD_FILE)
         _say(f"saved {fold_dir.name}/{name} (epoch {checkpoint.get('current_epoch')}) to {target}")
     if (model_folder / CARD_FILE).is_file():
         shutil.copy2(model_folder / CARD_FILE, state / CARD_FILE)
@@ -334,6 +337,8 @@ def restore_state(state: Path, model_folder: Path) -> None:
                 continue
         fold_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved, fold_dir / saved.name)
+        if (saved.parent / CARD_FILE).is_file():
+            shutil.copy2(saved.parent / CARD_FILE, fold_dir / CARD_FILE)
         _say(f"restored {saved.parent.name}/{saved.name} (epoch {checkpoint.get('current_epoch')})")
     if (state / CARD_FILE).is_file() and not (model_folder / CARD_FILE).is_file():
         model_folder.mkdir(parents=True, exist_ok=True)
@@ -377,18 +382,38 @@ def train(fold: str, args, model_folder: Path, folders, *, start_from: Path | No
     _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
 
 
-EXTEND_SUFFIX = "_before_extend"
+def earlier_stages(model_folder: Path, fold: str) -> list[int]:
+    """Epochs in all at which fold ``fold`` was extended (its ``fold_<f>_at_<E>`` folders), ascending."""
+    prefix = f"fold_{fold}_at_"
+    found = [p.name[len(prefix) :] for p in model_folder.glob(f"{prefix}*") if (p / "checkpoint_final.pth").is_file()]
+    return sorted(int(e) for e in found if e.isdigit())
+
+
+def epochs_in_all(model_folder: Path, fold: str) -> int | None:
+    """Epochs fold ``fold``'s finished weights trained in all (earlier stages included); None while unfinished."""
+    import torch
+
+    final = model_folder / f"fold_{fold}" / "checkpoint_final.pth"
+    if not final.is_file():
+        return None
+    own = int(torch.load(final, map_location="cpu", weights_only=False).get("current_epoch", -1))
+    return max(earlier_stages(model_folder, fold), default=0) + own
 
 
 def extend(fold: str, args, model_folder: Path, folders) -> None:
-    """Fine-tune a finished fold ``args.extend`` more epochs from its own weights (fresh schedule)."""
-    fold_dir = model_folder / f"fold_{fold}"
-    before = model_folder / f"fold_{fold}{EXTEND_SUFFIX}"
-    if not before.is_dir():
-        if not (fold_dir / "checkpoint_final.pth").is_file():
-            raise SystemExit(f"fold {fold} has not finished its first schedule; train it before --extend")
-        os.replace(fold_dir, before)
-    train(fold, args, model_folder, folders, start_from=before / "checkpoint_final.pth", epochs=args.extend)
+    """Train a finished fold on from its own weights (fresh schedule) until ``args.extend_to`` epochs in all."""
+    total = epochs_in_all(model_folder, fold)
+    if total is None:  # an extension was interrupted (or the first schedule never finished)
+        stages = earlier_stages(model_folder, fold)
+        if not stages:
+            raise SystemExit(f"fold {fold} has not finished its first schedule; train it before --extend-to")
+        total = stages[-1]
+    elif total >= args.extend_to:
+        return
+    else:
+        os.replace(model_folder / f"fold_{fold}", model_folder / f"fold_{fold}_at_{total}")
+    start = model_folder / f"fold_{fold}_at_{total}" / "checkpoint_final.pth"
+    train(fold, args, model_folder, folders, start_from=start, epochs=args.extend_to - total)
 
 
 def prepare(args, folders) -> dict[str, list[str]]:
@@ -428,8 +453,8 @@ def main(argv=None) -> int:
     parser.add_argument("--patch", type=int, default=48, help="cubic patch size in voxels (multiple of 8)")
     parser.add_argument("--spacing", type=float, default=2.0, help="isotropic working spacing in mm")
     parser.add_argument("--folds", default="0,1,2,3,all", help="fine-tuned folds to train, in this order")
-    parser.add_argument("--extend", type=int, default=0, metavar="N",
-                        help="fine-tune finished folds of --folds N more epochs from their own weights")  # fmt: skip
+    parser.add_argument("--extend-to", type=int, default=0, metavar="TOTAL",
+                        help="train finished folds of --folds on to TOTAL epochs in all")  # fmt: skip
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--state", type=Path, help="saved training state to resume from (see --save-state)")
@@ -460,7 +485,7 @@ def main(argv=None) -> int:
     export.mkdir(exist_ok=True)
     export_fold(model_folder, str(BASE_FOLD), groups, export / f"fold_{BASE_FOLD}")
     for fold in args.folds.split(","):
-        if args.extend:
+        if args.extend_to:
             extend(fold, args, model_folder, folders)
         else:
             train(fold, args, model_folder, folders, start_from=base, epochs=args.finetune_epochs)

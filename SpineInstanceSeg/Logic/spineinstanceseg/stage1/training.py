@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..devices import resolve_device
-from ..errors import InputError
+from ..errors import InputError, ModelError
 from .environment import NnUNetFolders, nnunet_environment
-from .model_card import ModelCard, classes_from_label_names, write_card
+from .model_card import ModelCard, classes_from_label_names, read_card, write_card
 
 __all__ = [
     "STANDARD_TRAINER",
@@ -33,7 +33,9 @@ __all__ = [
     "small_plans",
     "TrainResult",
     "train_stage1",
+    "build_model_card",
     "write_model_card",
+    "write_fold_card",
 ]
 
 log = logging.getLogger(__name__)
@@ -139,6 +141,15 @@ def write_model_card(
     model_folder: Path, *, name: str, training_data: str, trainer: str, plans: str, notes: list[str] | None = None
 ) -> Path:
     """Write ``spineseg_card.json`` for a model trained on a dataset converted by :mod:`.dataset`."""
+    card, checkpoints = build_model_card(model_folder, name=name, training_data=training_data, trainer=trainer,
+                                         plans=plans, notes=notes)  # fmt: skip
+    return write_card(card, model_folder, checksum_files=checkpoints)
+
+
+def build_model_card(
+    model_folder: Path, *, name: str, training_data: str, trainer: str, plans: str, notes: list[str] | None = None
+) -> tuple[ModelCard, list[str]]:
+    """The card of a trained model folder, and its checkpoints (paths relative to the folder) to checksum."""
     dataset_json = json.loads((model_folder / "dataset.json").read_text(encoding="utf-8"))
     classes, unmapped = classes_from_label_names(dataset_json["labels"])
     if unmapped:
@@ -167,7 +178,7 @@ def write_model_card(
         configuration=CONFIGURATION,
         notes=notes or [],
     )
-    return write_card(card, model_folder, checksum_files=checkpoints)
+    return card, checkpoints
 
 
 def train_stage1(
@@ -246,7 +257,20 @@ def train_stage1(
         plans=plans,
         notes=notes,
     )
+    write_fold_card(model_folder, fold_value)
     return TrainResult(model_folder, plans, trainer, card)
+
+
+def write_fold_card(model_folder: Path, fold: int | str) -> Path:
+    """Copy the model folder's card into ``fold_<fold>/`` (without checksums).
+
+    Every fold trained in one nnU-Net model folder rewrites that folder's card, so after several folds it describes
+    only the last one; the copy keeps what each fold was (its name, schedule, start weights) for a later export.
+    """
+    card = read_card(model_folder)
+    if card is None:
+        raise ModelError("the model folder has no card to copy", fix="train the fold first", path=model_folder)
+    return write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
 
 
 def _folder_and_name(path: Path) -> str:
