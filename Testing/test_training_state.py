@@ -171,7 +171,7 @@ def test_each_fold_exports_its_own_card(script, tmp_path):
     for fold in ("0", "4"):  # fold 4 trains last and leaves its card in the model folder
         card, _ = build_model_card(first, name=f"stage1_fold_{fold}", training_data="", trainer="t", plans="p")
         write_card(card, first)
-        write_fold_card(first, fold)
+        write_fold_card(card, first, fold)
     script.save_state(first, state)
     script.restore_state(state, second)
     _write_dataset_files(script, second)

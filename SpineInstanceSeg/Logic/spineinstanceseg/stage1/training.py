@@ -21,9 +21,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ..devices import resolve_device
-from ..errors import InputError, ModelError
+from ..errors import InputError
 from .environment import NnUNetFolders, nnunet_environment
-from .model_card import ModelCard, classes_from_label_names, read_card, write_card
+from .model_card import ModelCard, classes_from_label_names, write_card
 
 __all__ = [
     "STANDARD_TRAINER",
@@ -248,7 +248,7 @@ def train_stage1(
         *([f"fine-tuned from {_folder_and_name(pretrained_weights)}"] if pretrained_weights else []),
     ]
     dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
-    card = write_model_card(
+    card, checkpoints = build_model_card(
         model_folder,
         name=model_name or f"{dataset_folder.name}_{trainer}",
         training_data=f"{dataset_json.get('numTraining')} cases of {dataset_folder.name}: "
@@ -257,19 +257,18 @@ def train_stage1(
         plans=plans,
         notes=notes,
     )
-    write_fold_card(model_folder, fold_value)
-    return TrainResult(model_folder, plans, trainer, card)
+    card_path = write_card(card, model_folder, checksum_files=checkpoints)
+    write_fold_card(card, model_folder, fold_value)
+    return TrainResult(model_folder, plans, trainer, card_path)
 
 
-def write_fold_card(model_folder: Path, fold: int | str) -> Path:
-    """Copy the model folder's card into ``fold_<fold>/`` (without checksums).
+def write_fold_card(card: ModelCard, model_folder: Path, fold: int | str) -> Path:
+    """Keep a fold's card in ``fold_<fold>/`` (without checksums) beside its weights.
 
     Every fold trained in one nnU-Net model folder rewrites that folder's card, so after several folds it describes
-    only the last one; the copy keeps what each fold was (its name, schedule, start weights) for a later export.
+    only the last one; the fold's own copy keeps what each fold was (its name, schedule, start weights) for a later
+    export.
     """
-    card = read_card(model_folder)
-    if card is None:
-        raise ModelError("the model folder has no card to copy", fix="train the fold first", path=model_folder)
     return write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
 
 
