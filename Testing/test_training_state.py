@@ -179,3 +179,24 @@ def test_each_fold_exports_its_own_card(script, tmp_path):
     exported = script.export_fold(second, "0", _GROUPS, tmp_path / "export" / "fold_0")
     assert read_card(exported).name == "stage1_fold_0"
     assert read_card(second).name == "stage1_fold_4"
+
+
+def test_an_export_says_which_real_ct_labels_its_fold_trained_on(script, tmp_path):
+    """Folds trained before S1 was derived under L5 (labels version 2, no note) must not claim it; later ones do."""
+    from spineinstanceseg.stage1.model_card import read_card, write_card
+    from spineinstanceseg.stage1.training import build_model_card
+
+    model_folder = tmp_path / "model"
+    _session_one(model_folder)
+    _write_dataset_files(script, model_folder)
+    for fold in ("0", "4"):
+        torch.save(_checkpoint(30, finished=True), model_folder / f"fold_{fold}" / "checkpoint_final.pth")
+        card, _ = build_model_card(model_folder, name=f"stage1_fold_{fold}", training_data="", trainer="t", plans="p")
+        write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
+    script._note_labels_version(model_folder / "fold_0")  # what a training run now does when a fold finishes
+
+    new = read_card(script.export_fold(model_folder, "0", _GROUPS, tmp_path / "fold_0"))
+    old = read_card(script.export_fold(model_folder, "4", _GROUPS, tmp_path / "fold_4"))
+    assert f"{script.LABELS_NOTE}{script.LABELS_VERSION}" in new.notes
+    assert "S1 bone and the L5-S1 disc" in new.training_data
+    assert "S1" not in old.training_data and script.labels_version_of(old) == 2

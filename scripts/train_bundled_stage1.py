@@ -9,7 +9,9 @@ One nnU-Net dataset (503 ``SpineRealDiscs``), preprocessed once:
 * synthetic phantoms (seeds 0..N-1; CT, T1 and T2 in turn; lumbar and thoracolumbar; anisotropic; tilted);
 * the four real CTs of ``../shared/data/real-ct``, each as is and in two variants (intensity/noise change; a crop
   that cuts the end vertebrae), with **derived** training labels: vertebrae, the discs and canal derived from the
-  vertebrae's geometry, and "ignore" beyond the labelled span (``spineinstanceseg.conventions.derived``);
+  vertebrae's geometry, S1 and the L5-S1 disc found in the image below a mask that ends at L5
+  (``spineinstanceseg.conventions.sacrum_seed``), and "ignore" elsewhere beyond the labelled span
+  (``spineinstanceseg.conventions.derived``); each fold's card records the version of these labels it saw;
 * the real sagittal MRI of ``../shared/data/real-mri-bodies`` with vertebral-body labels: bodies, derived discs,
   and "ignore" behind the bodies' posterior wall (unlabelled posterior elements) and beyond the labelled span; the
   lowest VB1 body (probably S1) is ignored too.
@@ -67,8 +69,10 @@ CT_CASES = ("sub-verse005", "sub-verse006", "sub-verse008", "sub-verse012")
 MRI_HALF_A = ("vb1_03", "vb1_10", "vb1_15", "vb1_17", "vb2_02", "vb2_05", "vb2_07", "vb2_09", "vb2_12", "vb2_14")
 PLANS = "SpineSegSmallPlans"
 # Version of the real cases' derived labels; a change rewrites them and preprocesses again (models are kept).
-# 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background.
-LABELS_VERSION = 2
+# 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background;
+# 3: real CTs whose mask ends at L5 get S1 and the L5-S1 disc found in the image (conventions.sacrum_seed).
+LABELS_VERSION = 3
+LABELS_NOTE = "real-case labels version "
 
 
 def _say(text: str) -> None:
@@ -109,7 +113,7 @@ def _write_real_ct(folder: Path, case: str, rng) -> list[str]:
     from spineinstanceseg.stage1.dataset_sources import verse_training_labels
 
     image = read_volume(REAL_CT / f"{case}_ct.nii.gz")
-    labels = verse_training_labels(read_label_map(REAL_CT / f"{case}_seg-vert_msk.nii.gz"))
+    labels = verse_training_labels(read_label_map(REAL_CT / f"{case}_seg-vert_msk.nii.gz"), ct=image)
     versions = {f"realct_{case}": (image, labels)}
     varied = image.array * rng.uniform(0.9, 1.1) + rng.uniform(-40, 40) + rng.normal(0, 20, image.shape)
     versions[f"realct_{case}_v1"] = (image.with_array(varied.astype(np.float32)), labels)
@@ -234,7 +238,8 @@ def _write_export(model_folder: Path, fold: str, groups: dict[str, list[str]], t
     excluded = set(held_out(fold if fold == "all" else int(fold), groups))
     trained_ct = [c for c in CT_CASES if c in groups and c not in excluded]
     trained_mri = [c for c in groups if c.startswith("vb") and c not in excluded]
-    card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri)
+    card.training_data = training_data_text(len(groups["phantom"]), trained_ct, trained_mri,
+                                            sacrum_below_l5=labels_version_of(card) >= 3)  # fmt: skip
     card.weights_only = True
     card.notes = [n for n in card.notes if not n.startswith("fold ")] + [f"nnU-Net fold {fold} of dataset 503"]
     stages = earlier_stages(model_folder, fold)
@@ -255,14 +260,17 @@ def _card_of_restored_fold(model_folder: Path, fold: str, checkpoint: dict):
     return card
 
 
-def training_data_text(n_phantoms: int, ct: list[str], mri: list[str]) -> str:
+def training_data_text(n_phantoms: int, ct: list[str], mri: list[str], *, sacrum_below_l5: bool) -> str:
+    """What a fold trained on, for its card; ``sacrum_below_l5``: its real CT labels had S1 and the L5-S1 disc
+    found in the image under masks that end at L5 (labels version 3)."""
     ct_text = ", ".join(ct) if ct else "none"
     mri_text = ", ".join(mri) if mri else "none"
+    sacrum = ", S1 bone and the L5-S1 disc found in the image below masks that end at L5," if sacrum_below_l5 else ""
     return (
         f"{n_phantoms} synthetic phantoms (CT/T1/T2, lumbar/thoracolumbar, tilted, anisotropic); real VerSe CTs "
         f"({ct_text}; CC BY-SA 4.0; each as is, with an intensity/noise change and cropped at the ends) with "
-        "derived disc and canal labels and 'ignore' beyond the labelled span; real sagittal MRI with vertebral-body "
-        f"labels ({mri_text}; VB1/VB2 sets), 'ignore' behind the bodies and beyond the labelled span"
+        f"derived disc and canal labels{sacrum} and 'ignore' beyond the labelled span; real sagittal MRI with "
+        f"vertebral-body labels ({mri_text}; VB1/VB2 sets), 'ignore' behind the bodies and beyond the labelled span"
     )
 
 
@@ -379,7 +387,24 @@ def train(fold: str, args, model_folder: Path, folders, *, start_from: Path | No
     train_stage1(DATASET_ID, folders=folders, fold=fold if fold == "all" else int(fold),
                  schedule=_schedule(epochs, args), device=args.device, resume=resume, skip_preprocessing=True,
                  model_name=f"stage1_fold_{fold}", pretrained_weights=None if resume else start_from)  # fmt: skip
+    _note_labels_version(fold_dir)
     _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
+
+
+def _note_labels_version(fold_dir: Path) -> None:
+    """Record in the fold's card which derivation of the real cases' labels it trained on (exports describe it)."""
+    from spineinstanceseg.stage1.model_card import read_card, write_card
+
+    card = read_card(fold_dir)
+    if card is not None:
+        card.notes.append(f"{LABELS_NOTE}{LABELS_VERSION}")
+        write_card(card, fold_dir, checksum_files=[])
+
+
+def labels_version_of(card) -> int:
+    """The real-case labels version a fold's card records; 2 for folds trained before cards recorded it."""
+    found = [n[len(LABELS_NOTE) :] for n in card.notes if n.startswith(LABELS_NOTE)]
+    return int(found[-1]) if found and found[-1].isdigit() else 2
 
 
 def earlier_stages(model_folder: Path, fold: str) -> list[int]:

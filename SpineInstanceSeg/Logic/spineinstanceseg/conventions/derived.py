@@ -41,6 +41,7 @@ __all__ = [
     "derive_training_labels",
     "derive_body_training_labels",
     "body_cores",
+    "disc_between",
 ]
 
 
@@ -65,6 +66,12 @@ class DerivationParams:
             elements can reach (lumbar: canal ~18 mm + lamina and spinous process ~45 mm); beyond is soft tissue.
         lateral_reach_mm: Body-only masks: how far sideways from the bodies' centre the posterior elements can
             reach (lumbar transverse processes ~45-50 mm); beyond is soft tissue.
+        sacrum_gap_mm: S1 from a CT below a mask that ends at L5 (:mod:`.sacrum_seed`): the S1 bone starts at least
+            this far past the caudal end of the L5 body (the L5-S1 disc; collapsed discs ~3 mm).
+        sacrum_depth_mm: ... and is looked for over this length along the column (an S1 body is ~30 mm high).
+        sacrum_bone_hu: CT voxels above this (HU) are bone; the sacrum's cortex and most of its cancellous bone.
+        sacrum_clearance_mm: S1 voxels are at least this far from the labelled L5 (its osteophytes and endplate
+            rim stay out).
     """
 
     body_opening_fraction: float = 0.5
@@ -76,6 +83,10 @@ class DerivationParams:
     canal_unknown_rim_mm: float = 3.0
     posterior_reach_mm: float = 75.0
     lateral_reach_mm: float = 55.0
+    sacrum_gap_mm: float = 3.0
+    sacrum_depth_mm: float = 35.0
+    sacrum_bone_hu: float = 200.0
+    sacrum_clearance_mm: float = 3.0
 
 
 DEFAULT_PARAMS = DerivationParams()
@@ -123,7 +134,7 @@ def body_cores(vertebra: NDArray, spacing: NDArray, *, fraction: float = DEFAULT
     return components == (int(np.argmax(sizes)) + 1)
 
 
-def _disc_between(upper: NDArray, lower: NDArray, free: NDArray, spacing: NDArray, max_height: float, angle: float):
+def disc_between(upper: NDArray, lower: NDArray, free: NDArray, spacing: NDArray, max_height: float, angle: float):
     """Gap voxels (of ``free``) between two body masks on one crop (see module docstring)."""
     d_up, near_up = ndimage.distance_transform_edt(~upper, sampling=spacing, return_indices=True)
     d_low, near_low = ndimage.distance_transform_edt(~lower, sampling=spacing, return_indices=True)
@@ -174,7 +185,7 @@ def _discs(
             core_low = body_cores(crop == lower, spacing, fraction=params.body_opening_fraction)
         if not core_up.any() or not core_low.any():
             continue
-        gap = _disc_between(core_up, core_low, crop == 0, spacing, height, params.between_angle_deg)
+        gap = disc_between(core_up, core_low, crop == 0, spacing, height, params.between_angle_deg)
         if gap.any():
             disc[box] |= gap
             done.append((upper, lower))

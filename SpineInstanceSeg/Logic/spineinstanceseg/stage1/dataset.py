@@ -152,7 +152,7 @@ def _write_case(kind: str, case: SourceCase, classes: tuple[int, ...], folder: P
         InputError: the labels hold a class the ``kind`` of dataset does not declare.
     """
     image = read_volume(case.image)
-    labels = semantic_labels(kind, case)
+    labels = semantic_labels(kind, case, image=image)
     if not labels.same_grid(image):
         differences = "; ".join(labels.geometry_differences(image))
         note = f"{case.name}: label map on another grid ({differences}), resampled onto the image grid"

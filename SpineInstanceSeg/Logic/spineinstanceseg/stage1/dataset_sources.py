@@ -31,6 +31,7 @@ import numpy as np
 from ..atomic import full_suffix
 from ..conventions import to_internal
 from ..conventions.derived import derive_training_labels
+from ..conventions.sacrum_seed import derive_sacrum_seed
 from ..errors import InputError
 from ..io import READABLE_SUFFIXES, read_label_map
 from ..levels import SACRUM_CODE
@@ -169,25 +170,40 @@ def declared_classes(kind: str) -> tuple[int, ...]:
     return _DECLARED[kind]
 
 
-def semantic_labels(kind: str, case: SourceCase) -> Volume:
-    """The case's label map converted to internal semantic classes (uint8; ``UNLABELLED`` where unknown)."""
+def semantic_labels(kind: str, case: SourceCase, *, image: Volume | None = None) -> Volume:
+    """The case's label map converted to internal semantic classes (uint8; ``UNLABELLED`` where unknown).
+
+    ``image``: the case's image, read by the caller; a VerSe CT on the label map's grid lets the derivation find
+    S1 and the L5-S1 disc under a mask that ends at L5 (:mod:`spineinstanceseg.conventions.sacrum_seed`).
+    """
     labels = read_label_map(case.label)
     if kind in ("phantom", "generic"):
         known = labels.with_array(np.where(np.asarray(labels.array) == UNLABELLED, 0, labels.array))
         align_mask(known, known, source=str(case.label))  # raises InputError on non-semantic values
         return labels.as_label(dtype="uint8")
     if kind == "verse":
-        return verse_training_labels(labels)
+        return verse_training_labels(labels, ct=image if case.modality == "ct" else None)
     return to_internal(labels, kind).semantic
 
 
-def verse_training_labels(instances: Volume) -> Volume:
+def verse_training_labels(instances: Volume, *, ct: Volume | None = None) -> Volume:
     """A VerSe mask as training labels: vertebrae, derived discs and canal, the sacrum where labelled, and
-    ``UNLABELLED`` where the mask cannot tell (see :mod:`spineinstanceseg.conventions.derived`)."""
+    ``UNLABELLED`` where the mask cannot tell (see :mod:`spineinstanceseg.conventions.derived`).
+
+    With ``ct`` (the scan in HU, on the mask's grid) and a mask that ends at L5 or L6, the S1 bone and the L5-S1
+    disc below it are labelled where the image shows them (:mod:`spineinstanceseg.conventions.sacrum_seed`); the
+    rest below the mask stays ``UNLABELLED``.
+    """
     derived = derive_training_labels(instances)
     semantic = np.array(derived.semantic.array, dtype=np.uint8)
     semantic[derived.unknown] = UNLABELLED
     semantic[np.asarray(instances.array) == SACRUM_CODE] = SACRUM
+    if ct is not None and ct.same_grid(instances):
+        seed = derive_sacrum_seed(ct, instances)
+        semantic[seed.disc & np.isin(semantic, (0, UNLABELLED))] = DISC
+        semantic[seed.sacrum] = SACRUM
+    elif ct is not None:
+        log.warning("the CT is not on the grid of its VerSe mask: no sacrum derived below the mask")
     return instances.with_array(semantic, is_label=True)
 
 
