@@ -70,6 +70,9 @@ class DerivationParams:
             this far past the caudal end of the L5 body (the L5-S1 disc; collapsed discs ~3 mm).
         sacrum_depth_mm: ... and is looked for over this length along the column (an S1 body is ~30 mm high).
         sacrum_bone_hu: CT voxels above this (HU) are bone; the sacrum's cortex and most of its cancellous bone.
+        sacrum_cortex_hu: On the outer layer of the S1 bone only voxels above this (HU) are kept: the cortex, not
+            voxels that share their volume with soft tissue (on phantoms, keeping the whole layer lowers the
+            precision of the found sacrum to 0.88-0.95; keeping the voxels above 450 HU leaves it at 0.998-1.000).
         sacrum_clearance_mm: S1 voxels are at least this far from the labelled L5 (its osteophytes and endplate
             rim stay out).
     """
@@ -86,6 +89,7 @@ class DerivationParams:
     sacrum_gap_mm: float = 3.0
     sacrum_depth_mm: float = 35.0
     sacrum_bone_hu: float = 200.0
+    sacrum_cortex_hu: float = 450.0
     sacrum_clearance_mm: float = 3.0
 
 

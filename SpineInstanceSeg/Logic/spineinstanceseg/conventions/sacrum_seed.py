@@ -9,7 +9,8 @@ is labelled too, the bone right below it is S1, and the image shows where that b
 * along it, a cylinder of the lowest vertebral body's radius (95th percentile of its voxels' distance from the
   axis) that starts ``sacrum_gap_mm`` past the body's caudal end and is ``sacrum_depth_mm`` long;
 * in it, CT voxels above ``sacrum_bone_hu``, further than ``sacrum_clearance_mm`` from the labelled vertebra, the
-  largest connected component, without its outer layer of voxels (partial volume with the soft tissue around it).
+  largest connected component, without those voxels of its outer layer that are not brighter than
+  ``sacrum_cortex_hu`` (partial volume with the soft tissue around it; the cortex itself stays).
 
 That is the **sacrum seed**: a part of S1, not all of it; the rest stays unknown. The **L5-S1 disc** is then derived
 as :mod:`.derived` derives discs, between the lowest body and the body core of the filled seed. Checked on phantoms,
@@ -107,7 +108,7 @@ def derive_sacrum_seed(image: Volume, instances: Volume, *, params: DerivationPa
     clear = ndimage.distance_transform_edt(labels != lowest, sampling=spacing) > params.sacrum_clearance_mm
     bone = cylinder & clear & (labels == 0) & (np.asarray(image.array) > params.sacrum_bone_hu)
     bone = _largest(bone)
-    sacrum = ndimage.binary_erosion(bone)
+    sacrum = ndimage.binary_erosion(bone) | (bone & (np.asarray(image.array) > params.sacrum_cortex_hu))
     if not sacrum.any():
         return SacrumSeed(empty, empty, lowest)
     s1_body = body_cores(ndimage.binary_fill_holes(ndimage.binary_closing(bone, iterations=2) | bone), spacing,
