@@ -58,8 +58,8 @@ def card_markdown(card: ModelCard, tables: list[tuple[str, str]]) -> str:
         "## Training",
         f"- Data: {card.training_data}.",
         *[f"- {note}" for note in card.notes],
-        "- Rerun: `python scripts/train_bundled_stage1.py --work DIR` (then `--extend N` for longer training), "
-        "`python scripts/install_stage1.py DIR/export/fold_all ...`.",
+        "- Rerun: `python scripts/train_bundled_stage1.py --work DIR` (then `--extend-to TOTAL` for longer "
+        "training), `python scripts/install_stage1.py DIR/export/fold_all ...`.",
         "",
         "## Measured scores",
         "",
