@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 from ..errors import ConventionError
 from ..volume import Volume
 
-__all__ = ["present_values", "apply_lut", "label_centroids_ijk", "order_top_to_bottom"]
+__all__ = ["present_values", "apply_lut", "label_centroids_ijk", "order_top_to_bottom", "largest_component"]
 
 # Above this label value a dense look-up table would waste memory; np.unique is used instead.
 _DENSE_LUT_LIMIT = 1 << 20
@@ -69,3 +69,13 @@ def order_top_to_bottom(volume: Volume, labels: NDArray) -> list[int]:
     values = sorted(centroids)
     world = volume.index_to_world(np.stack([centroids[v] for v in values]))
     return [values[i] for i in np.argsort(-world[:, 2], kind="stable")]
+
+
+def largest_component(mask: NDArray) -> NDArray:
+    """The largest face-connected component of a bool array (all of it when it has at most one)."""
+    from scipy import ndimage
+
+    components, count = ndimage.label(mask)
+    if count <= 1:
+        return components > 0
+    return components == int(np.argmax(np.bincount(components.ravel())[1:])) + 1

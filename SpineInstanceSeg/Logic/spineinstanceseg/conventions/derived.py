@@ -33,7 +33,7 @@ from scipy import ndimage
 from ..levels import L6_CODE, SACRUM_CODE, T13_CODE, cranio_caudal_order
 from ..semantic import CANAL, DISC, VERTEBRA
 from ..volume import Volume
-from .arrays import label_centroids_ijk
+from .arrays import label_centroids_ijk, largest_component
 
 __all__ = [
     "DerivationParams",
@@ -131,11 +131,7 @@ def body_cores(vertebra: NDArray, spacing: NDArray, *, fraction: float = DEFAULT
     if not eroded.any():
         return vertebra.astype(bool)
     opened = (ndimage.distance_transform_edt(~eroded, sampling=spacing) <= radius) & vertebra
-    components, count = ndimage.label(opened)
-    if count <= 1:
-        return opened
-    sizes = np.bincount(components.ravel())[1:]
-    return components == (int(np.argmax(sizes)) + 1)
+    return largest_component(opened)
 
 
 def disc_between(upper: NDArray, lower: NDArray, free: NDArray, spacing: NDArray, max_height: float, angle: float):

@@ -27,7 +27,7 @@ from scipy import ndimage
 
 from ..levels import L6_CODE, SACRUM_CODE, cranio_caudal_order
 from ..volume import Volume
-from .arrays import label_centroids_ijk
+from .arrays import label_centroids_ijk, largest_component
 from .derived import DEFAULT_PARAMS, DerivationParams, body_cores, disc_between
 
 __all__ = ["SacrumSeed", "derive_sacrum_seed"]
@@ -52,8 +52,9 @@ class SacrumSeed:
 
 def _bottom_pair(labels: NDArray) -> tuple[int, int] | None:
     """(upper neighbour, lowest vertebra) when the mask ends at L5 or L6 with the level above labelled, else None."""
-    present = [int(v) for v in np.unique(labels) if 0 < v <= L6_CODE]
-    if SACRUM_CODE in np.unique(labels) or len(present) < 2:
+    values = np.unique(labels)
+    present = [int(v) for v in values if 0 < v <= L6_CODE]
+    if SACRUM_CODE in values or len(present) < 2:
         return None
     order = sorted(present, key=cranio_caudal_order)
     upper, lowest = order[-2], order[-1]
@@ -73,13 +74,6 @@ def _below_body(shape: tuple[int, ...], body_world: NDArray, axis: NDArray, volu
     grid_radial = np.linalg.norm(grid - grid_along[:, None] * axis, axis=1)
     inside = (grid_along > start) & (grid_along < start + params.sacrum_depth_mm) & (grid_radial <= radius)
     return inside.reshape(shape)
-
-
-def _largest(mask: NDArray) -> NDArray:
-    components, count = ndimage.label(mask)
-    if count <= 1:
-        return components > 0
-    return components == int(np.argmax(np.bincount(components.ravel())[1:])) + 1
 
 
 def derive_sacrum_seed(image: Volume, instances: Volume, *, params: DerivationParams = DEFAULT_PARAMS) -> SacrumSeed:
@@ -107,7 +101,7 @@ def derive_sacrum_seed(image: Volume, instances: Volume, *, params: DerivationPa
     cylinder = _below_body(labels.shape, instances.index_to_world(np.argwhere(body)), axis, instances, params)
     clear = ndimage.distance_transform_edt(labels != lowest, sampling=spacing) > params.sacrum_clearance_mm
     bone = cylinder & clear & (labels == 0) & (np.asarray(image.array) > params.sacrum_bone_hu)
-    bone = _largest(bone)
+    bone = largest_component(bone)
     sacrum = ndimage.binary_erosion(bone) | (bone & (np.asarray(image.array) > params.sacrum_cortex_hu))
     if not sacrum.any():
         return SacrumSeed(empty, empty, lowest)
