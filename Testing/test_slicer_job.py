@@ -56,8 +56,8 @@ FAKE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("mirroring", [None, True, False])
-def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring):
+@pytest.mark.parametrize(("mirroring", "bone_boundary"), [(None, True), (True, False), (False, True)])
+def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring, bone_boundary):
     from spineinstanceseg.cli import segment as segment_cli
     from spineinstanceseg.cli.segment_options import options_from_args
 
@@ -65,6 +65,7 @@ def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring):
         stage1_model="/models/nnunet",
         folds=(0, 2),
         stage1_mirroring=mirroring,
+        bone_boundary=bone_boundary,
         stage2_model="/models/stage2",
         device="cpu",
         anchor="C2",

@@ -57,11 +57,11 @@ def _load_models(stage1_model: str | None, device: str, mirroring: str = "auto")
     return stage1, load_bundled_model(device=device)
 
 
-def _run(image, stage1, stage2):
+def _run(image, stage1, stage2, *, bone_boundary: bool | None = None):
     from spineinstanceseg.pipeline import segment
 
     t = time.perf_counter()
-    result = segment(image, stage1=stage1, stage2=stage2, device="cpu")
+    result = segment(image, stage1=stage1, stage2=stage2, device="cpu", bone_boundary=bone_boundary)
     return result, time.perf_counter() - t
 
 
@@ -105,13 +105,15 @@ def timing(stage1, stage2) -> dict:
         "stage2_per_vertebra_ms": 1000 * t["stage2"] / max(n, 1),
         "stage2_network_per_window_ms": 1000 * t.get("stage2_network", 0.0) / max(n, 1),
         "fusion_ms": 1000 * t.get("stage2_fusion", 0.0),
+        "bone_boundary_ms": 1000 * t.get("bone_boundary", 0.0),
         "total_s": total,
         "overhead_ratio": total / t["stage1"],
     }
     print(f"1. time per step: {row['case']}, {n} vertebrae")
     print(f"   stage 1 {row['stage1_s']:.2f} s | stage 2 {row['stage2_s']:.2f} s "
           f"({row['stage2_per_vertebra_ms']:.0f} ms/vertebra, network {row['stage2_network_per_window_ms']:.0f} "
-          f"ms/window) | fusion {row['fusion_ms']:.0f} ms | whole {total:.2f} s")  # fmt: skip
+          f"ms/window) | fusion {row['fusion_ms']:.0f} ms | bone boundary {row['bone_boundary_ms']:.0f} ms | "
+          f"whole {total:.2f} s")  # fmt: skip
     verdict = "meets" if row["overhead_ratio"] <= GOAL_OVERHEAD else "misses"
     print(f"   overhead ratio (whole / stage 1): {row['overhead_ratio']:.2f} ({verdict} the goal <= {GOAL_OVERHEAD})")
     return row
@@ -207,8 +209,9 @@ def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
     rows = []
     print("4. accuracy on held-out phantoms (stage 1 = the model under test):")
     print("| case | vertebrae | stage-1 Dice: vertebra, sacrum | stage 1 + CC F1 | CC mean Dice | two-stage F1 "
-          "| two-stage mean Dice | whole: found, Dice | cut by the edge: found |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|")
+          "| two-stage mean Dice | whole: found, Dice | cut by the edge: found "
+          "| + bone boundary: F1, mean Dice |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|")
     settings = [
         ("ct", "lumbar", (0.8, 0.8, 1.5), 0.0),
         ("t2", "lumbar", (3.5, 0.6, 0.6), 10.0),
@@ -224,11 +227,13 @@ def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
         semantic, _ = stage1.predict(case.image, progress=Progress(None))
         labels, truth = np.asarray(semantic.array), np.asarray(case.semantic.array)
         cc, _ = ndimage.label(labels == VERTEBRA)
-        result, _ = _run(case.image, MaskSource(semantic), stage2)
-        pred = np.asarray(result.instances.array)
-        pred = np.where(pred == SACRUM_CODE, 0, pred)
+        # the same stage-1 map twice: the split as stage 2 leaves it, and with the CT bone boundary step (as
+        # `segment` runs with a stage-1 model; MRI is left unchanged)
+        s_two, s_bone = (
+            _instance_scores(_run(case.image, MaskSource(semantic), stage2, bone_boundary=bone)[0], ref, case.image)
+            for bone in (False, True)
+        )
         s_cc = evaluate_instances(cc, ref, case.image.spacing)
-        s_two = evaluate_instances(pred, ref, case.image.spacing)
         row = {
             "case": f"{seed} {modality} {region} {spacing} tilt {tilt:.0f}",
             "vertebrae": s_two.tp + s_two.fn,
@@ -239,19 +244,32 @@ def accuracy(stage1, stage2, n_cases: int) -> list[dict]:
             "cc_dice": s_cc.mean_dice,
             "f1": s_two.f1,
             "dice": s_two.mean_dice,
+            "bone_f1": s_bone.f1,
+            "bone_dice": s_bone.mean_dice,
             **_whole_and_cut(s_two, ref),
         }
         rows.append(row)
         print(f"| {row['case']} | {row['vertebrae']} | {_stage1_text(row)} | {s_cc.f1:.3f} | {s_cc.mean_dice:.3f} | "
-              f"{s_two.f1:.3f} | {s_two.mean_dice:.3f} | {_split_text(row)} |")  # fmt: skip
-    keys = ("stage1_vertebra_dice", "stage1_sacrum_dice", "cc_f1", "cc_dice", "f1", "dice")
+              f"{s_two.f1:.3f} | {s_two.mean_dice:.3f} | {_split_text(row)} | {s_bone.f1:.3f}, "
+              f"{s_bone.mean_dice:.3f} |")  # fmt: skip
+    keys = ("stage1_vertebra_dice", "stage1_sacrum_dice", "cc_f1", "cc_dice", "f1", "dice", "bone_f1", "bone_dice")
     means = {key: float(np.nanmean([r[key] for r in rows])) for key in keys}
     total = {key: sum(r[key] for r in rows) for key in ("whole", "whole_found", "cut", "cut_found")}
     total["whole_dices"] = [d for r in rows for d in r["whole_dices"]]
     print(f"| mean | {sum(r['vertebrae'] for r in rows)} | {_stage1_text(means)} | {means['cc_f1']:.3f} | "
           f"{means['cc_dice']:.3f} | "
-          f"{means['f1']:.3f} | {means['dice']:.3f} | {_split_text(total)} |")  # fmt: skip
+          f"{means['f1']:.3f} | {means['dice']:.3f} | {_split_text(total)} | {means['bone_f1']:.3f}, "
+          f"{means['bone_dice']:.3f} |")  # fmt: skip
     return rows
+
+
+def _instance_scores(result, ref: np.ndarray, image):
+    """Instance scores of a result against the reference vertebrae (the sacrum left out of both)."""
+    from spineinstanceseg.levels import SACRUM_CODE
+    from spineinstanceseg.metrics import evaluate_instances
+
+    pred = np.asarray(result.instances.array)
+    return evaluate_instances(np.where(pred == SACRUM_CODE, 0, pred), ref, image.spacing)
 
 
 def _whole_and_cut(scores, ref: np.ndarray) -> dict:

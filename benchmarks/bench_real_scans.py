@@ -40,7 +40,7 @@ REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared" / "data"
 REAL_CT = SHARED / "real-ct"
 REAL_MRI = SHARED / "real-mri-bodies"
-_MIRRORING = {"auto": None, "on": True, "off": False}
+_AUTO_ON_OFF = {"auto": None, "on": True, "off": False}
 
 
 class Models:
@@ -62,7 +62,7 @@ class Models:
 
         folder = self._pick(case, self.args.stage1_loo, self.args.stage1_model) or bundled_stage1_dir()
         if str(folder) not in self._stage1:
-            mirror = _MIRRORING[self.args.mirroring]
+            mirror = _AUTO_ON_OFF[self.args.mirroring]
             self._stage1[str(folder)] = NnUNetSource(folder, device="cpu", use_mirroring=mirror)
         return self._stage1[str(folder)], folder
 
@@ -189,7 +189,9 @@ def _save(save: Path | None, case: str, result) -> None:
     write_volume(result.semantic, save / f"{case}_semantic.nii.gz")
 
 
-def run_ct(models: Models, only: list[str] | None, save: Path | None = None) -> list[dict]:
+def run_ct(
+    models: Models, only: list[str] | None, save: Path | None = None, *, bone_boundary: bool | None = None
+) -> list[dict]:
     from spineinstanceseg.pipeline import segment
 
     rows = []
@@ -197,7 +199,7 @@ def run_ct(models: Models, only: list[str] | None, save: Path | None = None) -> 
         stage1, folder1 = models.stage1(case)
         stage2, folder2 = models.stage2(case)
         t = time.perf_counter()
-        result = segment(image, stage1=stage1, stage2=stage2, device="cpu", source=case)
+        result = segment(image, stage1=stage1, stage2=stage2, device="cpu", source=case, bone_boundary=bone_boundary)
         seconds = time.perf_counter() - t
         _save(save, case, result)
         row = {"case": case, "seconds": seconds, "seen": _seen_in_training(case, folder1, folder2)}
@@ -326,7 +328,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--ct-cases", help="comma-separated CT case names (default all)")
     parser.add_argument("--mri-cases", help="comma-separated MRI case names (default all)")
-    parser.add_argument("--mirroring", choices=sorted(_MIRRORING), default="auto", help="stage-1 test-time mirroring")
+    parser.add_argument("--mirroring", choices=sorted(_AUTO_ON_OFF), default="auto", help="stage-1 test-time mirroring")
+    parser.add_argument(
+        "--bone-boundary",
+        choices=sorted(_AUTO_ON_OFF),
+        default="auto",
+        help="the CT bone boundary step (auto: as `segment` runs it, on for a stage-1 model, off for a given mask)",
+    )
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--save", type=Path, help="also write each case's instances and semantic map here")
     args = parser.parse_args(argv)
@@ -342,7 +350,12 @@ def main(argv: list[str] | None = None) -> int:
     if "ct" in parts:
         if REAL_CT.is_dir():
             print("CT (leave-one-out where per-case models are given):", flush=True)
-            ct = run_ct(models, args.ct_cases.split(",") if args.ct_cases else None, args.save)
+            ct = run_ct(
+                models,
+                args.ct_cases.split(",") if args.ct_cases else None,
+                args.save,
+                bone_boundary=_AUTO_ON_OFF[args.bone_boundary],
+            )
         else:
             print(f"CT part skipped: {REAL_CT} is absent")
     if "mri" in parts:

@@ -66,6 +66,13 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
     models.add_argument("--checkpoint", default="checkpoint_final.pth", help="nnU-Net checkpoint file name")
     add_mirroring_option(models)
     models.add_argument(
+        "--no-bone-boundary",
+        dest="bone_boundary",
+        action="store_false",
+        help="on CT, keep the vertebra surfaces of stage 1's 2 mm grid instead of moving them to the bone edge seen "
+        "in the image (dark surface voxels off, bright bone within 2 mm on); never applied to MRI or a given --mask",
+    )
+    models.add_argument(
         "--totalseg-task",
         choices=TOTALSEG_TASKS,
         default="auto",
@@ -133,6 +140,7 @@ def options_from_args(args: argparse.Namespace) -> SegmentOptions:
         anchor=args.anchor,
         with_t13=args.with_t13,
         with_l6=args.with_l6,
+        bone_boundary=args.bone_boundary,
         exports=parse_exports(args.export),
         label_format=args.label_format,
         batch_size=args.batch_size,

@@ -59,6 +59,8 @@ class SegmentOptions:
         stage2_model: Stage-2 model folder; ``None`` uses the bundled one.
         device: "auto", "cpu", "cuda", "cuda:N" or "mps" (see :mod:`spineinstanceseg.devices`).
         lowest / anchor / with_t13 / with_l6: Level naming.
+        bone_boundary: On CT, move the vertebra surfaces of a stage-1 model to the bone edge seen in the image
+            (:mod:`spineinstanceseg.stage2.bone_boundary`); a given ``mask`` is never changed.
         exports: Outputs to write (:data:`~spineinstanceseg.output_kinds.OUTPUT_KINDS`).
         label_format: File extension of the label maps (:data:`~spineinstanceseg.output_kinds.LABEL_FORMATS`).
     """
@@ -78,6 +80,7 @@ class SegmentOptions:
     anchor: str | None = None
     with_t13: bool = False
     with_l6: bool = False
+    bone_boundary: bool = True
     exports: tuple[str, ...] = field(default=DEFAULT_OUTPUTS)
     label_format: str = ".nii.gz"
     batch_size: int = 4

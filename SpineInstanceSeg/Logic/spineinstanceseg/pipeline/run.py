@@ -108,6 +108,7 @@ def segment(
     anchor: str | None = None,
     with_t13: bool = False,
     with_l6: bool = False,
+    bone_boundary: bool | None = None,
     batch_size: int = 4,
     progress: Callable[[str, float, str], None] | None = None,
     cancel: CancelToken | None = None,
@@ -122,13 +123,17 @@ def segment(
         stage2: Loaded stage-2 model; ``None`` loads the bundled one on ``device``.
         device: "auto" (CUDA when available), "cpu" or "cuda"; used when a model has to be loaded here.
         lowest / anchor / with_t13 / with_l6: Level naming options (see :mod:`.naming`).
+        bone_boundary: On CT, move the vertebra surfaces to the bone edge seen at the image's own resolution
+            (:mod:`spineinstanceseg.stage2.bone_boundary`); never on other images. ``None``: on when stage 1 is a
+            model, off for a given mask (it is kept as given).
         batch_size: Windows per network call in stage 2.
         progress: Callback ``(step, fraction, message)``.
         cancel: Polled between windows and patches; cancelling raises ``CancelledError``.
         source: Name of the input (file path) for error messages.
 
     Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
-    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra); the
+    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra) and, on CT
+    with the bone boundary step, the dark voxels trimmed off the surface (bright bone next to it joins instead); the
     warnings say what was dropped, merged and flagged.
 
     Raises:
@@ -160,6 +165,10 @@ def segment(
     warnings.extend(sanity.messages())
     semantic, sanity = _absorb_stray_sacrum(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
+    if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
+        t = time.perf_counter()
+        semantic, sanity = _refine_bone_boundary(semantic, sanity, image)
+        timings["bone_boundary"] = time.perf_counter() - t
 
     t = time.perf_counter()
     # voxels per vertebra 1..N (index 0: background), counted once: on a CT-sized grid one count takes seconds
@@ -259,6 +268,19 @@ def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[
         return semantic, sanity
     warnings.append(message)
     return stray.semantic, replace(sanity, instances=stray.instances)
+
+
+def _refine_bone_boundary(semantic: Volume, sanity: SanityResult, image: Volume) -> tuple[Volume, SanityResult]:
+    """On CT, the vertebra surfaces at the bone edge (:mod:`..stage2.bone_boundary`); other images unchanged."""
+    # lazy: see _run_stage2
+    from ..stage2.bone_boundary import refine_bone_boundary
+    from ..stage2.sanity import image_is_ct
+
+    if not len(sanity.confidence) or not image.same_grid(semantic) or not image_is_ct(image):
+        return semantic, sanity
+    refined = refine_bone_boundary(np.asarray(sanity.instances), semantic, image)
+    log.info("bone boundary: %d voxels grown, %d trimmed", refined.grown, refined.trimmed)
+    return refined.semantic, replace(sanity, instances=refined.instances)
 
 
 def _name_levels(sanity: SanityResult, semantic: Volume, voxel_counts: np.ndarray, **options) -> LevelNaming:

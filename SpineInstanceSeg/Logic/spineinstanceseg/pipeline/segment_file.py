@@ -81,6 +81,7 @@ def segment_file(
         anchor=options.anchor,
         with_t13=options.with_t13,
         with_l6=options.with_l6,
+        bone_boundary=None if options.bone_boundary else False,  # None: not on a given mask
         batch_size=options.batch_size,
         progress=progress,
         cancel=cancel,

@@ -127,6 +127,8 @@ def option_args(options: SegmentOptions) -> list[str]:
         argv += ["--checkpoint", options.checkpoint]
     if options.stage1_mirroring is not None:
         argv += ["--mirroring", "on" if options.stage1_mirroring else "off"]
+    if not options.bone_boundary:
+        argv.append("--no-bone-boundary")
     if options.mask:
         argv += ["--mask", str(options.mask), "--mask-convention", options.mask_convention]
     if options.stage2_model:
