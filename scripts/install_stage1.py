@@ -35,7 +35,9 @@ def summary(numbers: dict) -> dict:
         rows = numbers["accuracy"]
         keys = ("vertebrae", "whole", "whole_found", "cut", "cut_found")
         out = {key: sum(int(r[key]) for r in rows) for key in keys if all(key in r for r in rows)}
-        out.update({f"mean_{key}": sum(float(r[key]) for r in rows) / len(rows) for key in ("f1", "dice")})
+        means = ("f1", "dice", "bone_f1", "bone_dice")  # bone_*: with the CT bone boundary step
+        present = [k for k in means if all(k in r for r in rows)]
+        out.update({f"mean_{k}": sum(float(r[k]) for r in rows) / len(rows) for k in present})
         out["cases"] = len(rows)
         return out
     return {key: value for key, value in numbers.items() if key.endswith("_total")}  # bench_real_scans.py
