@@ -4,7 +4,11 @@
 The sanity step (:mod:`spineinstanceseg.stage2.sanity`) drops what stage 1 called vertebra but is not part of the
 spinal column (a rib, the pelvis, a blob in the abdomen), merges small fragments into the vertebra they touch,
 flags instances that probably hold two vertebrae and gaps where one is probably missing (then levels are not
-counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left.
+counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left. Then
+the sacrum is set right at both ends: stray "sacrum" higher up goes back to its vertebra
+(:mod:`spineinstanceseg.stage2.sacrum`), and what the lowest vertebra holds beyond the disc under it, next to the
+sacrum, becomes sacrum (:mod:`spineinstanceseg.stage2.below_last_disc`). On CT the vertebra surfaces finally move
+to the bone edge (:mod:`spineinstanceseg.stage2.bone_boundary`).
 """
 
 from __future__ import annotations
@@ -132,8 +136,9 @@ def segment(
         source: Name of the input (file path) for error messages.
 
     Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
-    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra) and, on CT
-    with the bone boundary step, the dark voxels trimmed off the surface (bright bone next to it joins instead); the
+    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra), the part of
+    the lowest vertebra beyond the disc under it that touches the sacrum (made sacrum) and, on CT with the bone
+    boundary step, the dark voxels trimmed off the surface (bright bone next to it joins instead); the
     warnings say what was dropped, merged and flagged.
 
     Raises:
@@ -164,6 +169,7 @@ def segment(
     )
     warnings.extend(sanity.messages())
     semantic, sanity = _absorb_stray_sacrum(semantic, sanity, warnings)
+    semantic, sanity = _below_last_disc_to_sacrum(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
     if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
         t = time.perf_counter()
@@ -268,6 +274,28 @@ def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[
         return semantic, sanity
     warnings.append(message)
     return stray.semantic, replace(sanity, instances=stray.instances)
+
+
+def _below_last_disc_to_sacrum(
+    semantic: Volume, sanity: SanityResult, warnings: list[str]
+) -> tuple[Volume, SanityResult]:
+    """The lowest vertebra's part beyond the disc under it, next to the sacrum, becomes sacrum
+    (:mod:`..stage2.below_last_disc`); the lowest centroid follows."""
+    # lazy: see _run_stage2
+    from ..stage2.below_last_disc import give_below_last_disc_to_sacrum
+
+    moved = give_below_last_disc_to_sacrum(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
+    message = moved.message()
+    if message is None:
+        return semantic, sanity
+    warnings.append(message)
+    n = len(sanity.confidence)
+    centroids = np.array(sanity.centroids_lps, dtype=float, copy=True)
+    box = label_bounding_box(moved.instances, n)
+    if box is not None:
+        inside = np.argwhere(moved.instances[box] == n) + [s.start for s in box]
+        centroids[-1] = semantic.index_to_world(inside.mean(axis=0))
+    return moved.semantic, replace(sanity, instances=moved.instances, centroids_lps=centroids)
 
 
 def _refine_bone_boundary(semantic: Volume, sanity: SanityResult, image: Volume) -> tuple[Volume, SanityResult]:
