@@ -6,9 +6,10 @@ spinal column (a rib, the pelvis, a blob in the abdomen), merges small fragments
 flags instances that probably hold two vertebrae and gaps where one is probably missing (then levels are not
 counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left. Then
 the sacrum is set right at both ends: stray "sacrum" higher up goes back to its vertebra
-(:mod:`spineinstanceseg.stage2.sacrum`), and what the lowest vertebra holds beyond the disc under it, next to the
-sacrum, becomes sacrum (:mod:`spineinstanceseg.stage2.below_last_disc`). On CT the vertebra surfaces finally move
-to the bone edge (:mod:`spineinstanceseg.stage2.bone_boundary`).
+(:mod:`spineinstanceseg.stage2.sacrum`), what the lowest vertebra holds beyond the disc under it, next to the
+sacrum, becomes sacrum, and a large part of an end vertebra beyond the disc past it becomes a vertebra of its own
+(:mod:`spineinstanceseg.stage2.end_discs`). On CT the vertebra surfaces finally move to the bone edge
+(:mod:`spineinstanceseg.stage2.bone_boundary`).
 """
 
 from __future__ import annotations
@@ -170,6 +171,7 @@ def segment(
     warnings.extend(sanity.messages())
     semantic, sanity = _absorb_stray_sacrum(semantic, sanity, warnings)
     semantic, sanity = _below_last_disc_to_sacrum(semantic, sanity, warnings)
+    sanity = _split_beyond_end_discs(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
     if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
         t = time.perf_counter()
@@ -280,22 +282,51 @@ def _below_last_disc_to_sacrum(
     semantic: Volume, sanity: SanityResult, warnings: list[str]
 ) -> tuple[Volume, SanityResult]:
     """The lowest vertebra's part beyond the disc under it, next to the sacrum, becomes sacrum
-    (:mod:`..stage2.below_last_disc`); the lowest centroid follows."""
+    (:mod:`..stage2.end_discs`); the lowest centroid follows."""
     # lazy: see _run_stage2
-    from ..stage2.below_last_disc import give_below_last_disc_to_sacrum
+    from ..stage2.end_discs import give_below_last_disc_to_sacrum
 
     moved = give_below_last_disc_to_sacrum(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
     message = moved.message()
     if message is None:
         return semantic, sanity
     warnings.append(message)
-    n = len(sanity.confidence)
     centroids = np.array(sanity.centroids_lps, dtype=float, copy=True)
-    box = label_bounding_box(moved.instances, n)
-    if box is not None:
-        inside = np.argwhere(moved.instances[box] == n) + [s.start for s in box]
-        centroids[-1] = semantic.index_to_world(inside.mean(axis=0))
+    n = len(centroids)
+    centroids[n - 1] = _centroid_lps(moved.instances, n, semantic, fallback=centroids[n - 1])
     return moved.semantic, replace(sanity, instances=moved.instances, centroids_lps=centroids)
+
+
+def _split_beyond_end_discs(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> SanityResult:
+    """An end vertebra's part past the stage-1 disc beyond it becomes a vertebra of its own
+    (:mod:`..stage2.end_discs`); the pieces take their end vertebra's confidence."""
+    # lazy: see _run_stage2
+    from ..stage2.end_discs import split_beyond_end_discs
+
+    split = split_beyond_end_discs(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
+    message = split.message()
+    if message is None:
+        return sanity
+    warnings.append(message)
+    old = np.asarray(sanity.centroids_lps, dtype=float)
+    moved = {int(p) for p in split.parents[np.bincount(split.parents).take(split.parents) > 1]}
+    centroids = np.array(
+        [
+            _centroid_lps(split.instances, k, semantic, fallback=old[p - 1]) if p in moved else old[p - 1]
+            for k, p in enumerate(split.parents, start=1)
+        ]
+    )
+    confidence = np.asarray(sanity.confidence, dtype=float)[split.parents - 1]
+    return replace(sanity, instances=split.instances, confidence=confidence, centroids_lps=centroids)
+
+
+def _centroid_lps(instances: np.ndarray, label: int, grid: Volume, *, fallback: np.ndarray) -> np.ndarray:
+    """LPS centroid (mm) of ``label`` in ``instances`` on ``grid``'s geometry (``fallback`` when it is gone)."""
+    box = label_bounding_box(instances, label)
+    if box is None:
+        return fallback
+    inside = np.argwhere(instances[box] == label) + [s.start for s in box]
+    return grid.index_to_world(inside.mean(axis=0))
 
 
 def _refine_bone_boundary(semantic: Volume, sanity: SanityResult, image: Volume) -> tuple[Volume, SanityResult]:
