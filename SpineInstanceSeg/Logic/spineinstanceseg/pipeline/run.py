@@ -7,8 +7,8 @@ flags instances that probably hold two vertebrae and gaps where one is probably 
 counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left. Then
 the sacrum is set right at both ends: stray "sacrum" higher up goes back to its vertebra
 (:mod:`spineinstanceseg.stage2.sacrum`), what the lowest vertebra holds beyond the disc under it, next to the
-sacrum, becomes sacrum, and a large part of an end vertebra beyond the disc past it becomes a vertebra of its own
-(:mod:`spineinstanceseg.stage2.end_discs`). On CT the vertebra surfaces finally move to the bone edge
+sacrum, becomes sacrum, and a large part of the top vertebra beyond the disc above it becomes a vertebra of its
+own (:mod:`spineinstanceseg.stage2.end_discs`). On CT the vertebra surfaces finally move to the bone edge
 (:mod:`spineinstanceseg.stage2.bone_boundary`).
 """
 
@@ -171,7 +171,7 @@ def segment(
     warnings.extend(sanity.messages())
     semantic, sanity = _absorb_stray_sacrum(semantic, sanity, warnings)
     semantic, sanity = _below_last_disc_to_sacrum(semantic, sanity, warnings)
-    sanity = _split_beyond_end_discs(semantic, sanity, warnings)
+    sanity = _split_beyond_top_disc(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
     if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
         t = time.perf_counter()
@@ -297,26 +297,21 @@ def _below_last_disc_to_sacrum(
     return moved.semantic, replace(sanity, instances=moved.instances, centroids_lps=centroids)
 
 
-def _split_beyond_end_discs(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> SanityResult:
-    """An end vertebra's part past the stage-1 disc beyond it becomes a vertebra of its own
-    (:mod:`..stage2.end_discs`); the pieces take their end vertebra's confidence."""
+def _split_beyond_top_disc(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> SanityResult:
+    """The top vertebra's part past the stage-1 disc above it becomes a vertebra of its own
+    (:mod:`..stage2.end_discs`), with the top vertebra's confidence."""
     # lazy: see _run_stage2
-    from ..stage2.end_discs import split_beyond_end_discs
+    from ..stage2.end_discs import split_beyond_top_disc
 
-    split = split_beyond_end_discs(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
+    split = split_beyond_top_disc(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
     message = split.message()
     if message is None:
         return sanity
     warnings.append(message)
     old = np.asarray(sanity.centroids_lps, dtype=float)
-    moved = {int(p) for p in split.parents[np.bincount(split.parents).take(split.parents) > 1]}
-    centroids = np.array(
-        [
-            _centroid_lps(split.instances, k, semantic, fallback=old[p - 1]) if p in moved else old[p - 1]
-            for k, p in enumerate(split.parents, start=1)
-        ]
-    )
-    confidence = np.asarray(sanity.confidence, dtype=float)[split.parents - 1]
+    tops = [_centroid_lps(split.instances, k, semantic, fallback=old[0]) for k in (1, 2)]
+    centroids = np.concatenate([np.array(tops), old[1:]])
+    confidence = np.concatenate([[sanity.confidence[0]], np.asarray(sanity.confidence, dtype=float)])
     return replace(sanity, instances=split.instances, confidence=confidence, centroids_lps=centroids)
 
 
