@@ -33,6 +33,7 @@ __all__ = [
     "GridComparison",
     "bounding_box",
     "box_touches_face",
+    "grown_bounding_box",
     "label_bounding_box",
     "compare_grids",
     "orientation_code",
@@ -333,6 +334,16 @@ def bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
             return None
         slices.append(slice(int(hit[0]), int(hit[-1]) + 1))
     return tuple(slices)
+
+
+def grown_bounding_box(mask: NDArray[np.bool_], spacing: Sequence[float], margin_mm: float) -> tuple[slice, ...] | None:
+    """:func:`bounding_box` of ``mask`` grown by ``margin_mm`` (rounded up to whole voxels per axis of ``spacing``)
+    and clipped to the grid; ``None`` when ``mask`` is empty."""
+    box = bounding_box(mask)
+    if box is None:
+        return None
+    pad = [int(np.ceil(margin_mm / s)) for s in spacing]
+    return tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, mask.shape, strict=True))
 
 
 def box_touches_face(box: Sequence[slice], shape: Sequence[int]) -> bool:

@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..semantic import BACKGROUND, DISC, VERTEBRA
-from ..volume import Volume, bounding_box
+from ..volume import Volume, grown_bounding_box
 
 __all__ = ["BoundaryParameters", "BoundaryRefinement", "DEFAULT_BOUNDARY", "refine_bone_boundary"]
 
@@ -89,7 +89,8 @@ def refine_bone_boundary(
             f"grids differ: image {image.shape}, semantic {semantic.shape}, instances {np.shape(instances)}"
         )
     instances = np.asarray(instances)
-    box = _working_box(instances, semantic.spacing, params.grow_within_mm)
+    # the vertebrae's box grown by the reach plus a voxel: whole-grid transforms cost seconds
+    box = grown_bounding_box(instances > 0, semantic.spacing, params.grow_within_mm + max(semantic.spacing))
     if box is None:
         return BoundaryRefinement(instances, semantic, 0, 0)
     labels = instances[box].copy()
@@ -105,17 +106,6 @@ def refine_bone_boundary(
     box_classes[trim] = BACKGROUND
     return BoundaryRefinement(
         out_instances, semantic.with_array(out_classes), int(np.count_nonzero(grow)), int(np.count_nonzero(trim))
-    )
-
-
-def _working_box(instances: NDArray, spacing: tuple[float, ...], margin_mm: float) -> tuple[slice, ...] | None:
-    """The vertebrae's bounding box grown by ``margin_mm`` plus a voxel (whole-grid transforms cost seconds)."""
-    box = bounding_box(instances > 0)
-    if box is None:
-        return None
-    pad = [int(np.ceil(margin_mm / s)) + 1 for s in spacing]
-    return tuple(
-        slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, instances.shape, strict=True)
     )
 
 

@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..semantic import DISC, SACRUM
-from ..volume import Volume, bounding_box
+from ..volume import Volume, grown_bounding_box
 
 __all__ = [
     "BelowLastDisc",
@@ -174,7 +174,7 @@ def _beyond_end_disc(
         return None
     axis /= np.linalg.norm(axis)
     labels = np.asarray(instances)
-    box = _search_box(labels == end, semantic, params.search_mm)
+    box = grown_bounding_box(labels == end, semantic.spacing, params.search_mm)
     if box is None:
         return None
     along, radial = _axis_coordinates(semantic, box, origin, axis)
@@ -185,15 +185,6 @@ def _beyond_end_disc(
     plane = float(np.median(along[disc]))
     beyond = (labels[box] == end) & (along > plane + params.beyond_mm)
     return (box, beyond) if beyond.any() else None
-
-
-def _search_box(mask: NDArray[np.bool_], grid: Volume, margin_mm: float) -> tuple[slice, ...] | None:
-    """Index box of ``mask`` grown by ``margin_mm`` on every side."""
-    box = bounding_box(mask)
-    if box is None:
-        return None
-    pad = [int(np.ceil(margin_mm / s)) for s in grid.spacing]
-    return tuple(slice(max(0, b.start - p), min(k, b.stop + p)) for b, p, k in zip(box, pad, mask.shape, strict=True))
 
 
 def _axis_coordinates(
