@@ -10,10 +10,10 @@ disc between them. Two cases, both seen with leave-one-out models on the real Ve
 * **Top, the vertebra above.** On a scan that ends in the thoracic spine the top instance held the upper half of
   T10 and the lower part of the unlabelled T9 across the disc between them (IoU 0.35 with T10). The part beyond
   the disc becomes a vertebra of its own when it holds at least ``min_piece_share`` of the vertebra below it
-  (:func:`split_beyond_top_disc`); smaller pieces (tips of articular processes) stay. Not at the bottom: there a
-  piece past the last disc is S1 that stage 1 did not call sacrum as often as another vertebra, and a vertebra
-  made of it shifts every level counted from the sacrum (seen on a real CT with test-time mirroring on: 12.7 mL
-  of S1 became "L5" and all seven names were one level off).
+  (:func:`split_beyond_top_disc`); smaller pieces (tips of articular processes) stay. Not at the bottom: a piece
+  past the last disc that does not touch the stage-1 sacrum may still be S1, and a vertebra made of S1 shifts
+  every level counted from the sacrum (seen on a real CT with test-time mirroring on: 12.7 mL of S1 became "L5"
+  and all seven names were one level off).
 
 "Past the disc" is measured along the axis from the neighbouring vertebra's centroid to the end vertebra's, from
 the median position of the stage-1 disc voxels found there within ``column_radius_mm`` of that axis. Where stage 1
