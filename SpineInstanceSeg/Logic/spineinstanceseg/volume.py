@@ -33,7 +33,7 @@ __all__ = [
     "GridComparison",
     "bounding_box",
     "box_touches_face",
-    "grown_bounding_box",
+    "grow_box",
     "label_bounding_box",
     "compare_grids",
     "orientation_code",
@@ -336,14 +336,15 @@ def bounding_box(mask: NDArray[np.bool_]) -> tuple[slice, ...] | None:
     return tuple(slices)
 
 
-def grown_bounding_box(mask: NDArray[np.bool_], spacing: Sequence[float], margin_mm: float) -> tuple[slice, ...] | None:
-    """:func:`bounding_box` of ``mask`` grown by ``margin_mm`` (rounded up to whole voxels per axis of ``spacing``)
-    and clipped to the grid; ``None`` when ``mask`` is empty."""
-    box = bounding_box(mask)
+def grow_box(
+    box: Sequence[slice] | None, shape: Sequence[int], spacing: Sequence[float], margin_mm: float
+) -> tuple[slice, ...] | None:
+    """An index box (as :func:`bounding_box` or :func:`label_bounding_box` give) grown by ``margin_mm`` (rounded
+    up to whole voxels per axis of ``spacing``) and clipped to a grid of ``shape``; ``None`` stays ``None``."""
     if box is None:
         return None
     pad = [int(np.ceil(margin_mm / s)) for s in spacing]
-    return tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, mask.shape, strict=True))
+    return tuple(slice(max(0, b.start - p), min(n, b.stop + p)) for b, p, n in zip(box, pad, shape, strict=True))
 
 
 def box_touches_face(box: Sequence[slice], shape: Sequence[int]) -> bool:

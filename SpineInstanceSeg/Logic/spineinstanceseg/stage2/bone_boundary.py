@@ -24,7 +24,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..semantic import BACKGROUND, DISC, VERTEBRA
-from ..volume import Volume, grown_bounding_box
+from ..volume import Volume, bounding_box, grow_box
 
 __all__ = ["BoundaryParameters", "BoundaryRefinement", "DEFAULT_BOUNDARY", "refine_bone_boundary"]
 
@@ -90,7 +90,9 @@ def refine_bone_boundary(
         )
     instances = np.asarray(instances)
     # the vertebrae's box grown by the reach plus a voxel: whole-grid transforms cost seconds
-    box = grown_bounding_box(instances > 0, semantic.spacing, params.grow_within_mm + max(semantic.spacing))
+    box = grow_box(
+        bounding_box(instances > 0), instances.shape, semantic.spacing, params.grow_within_mm + max(semantic.spacing)
+    )
     if box is None:
         return BoundaryRefinement(instances, semantic, 0, 0)
     labels = instances[box].copy()

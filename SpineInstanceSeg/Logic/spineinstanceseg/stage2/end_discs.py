@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..semantic import DISC, SACRUM
-from ..volume import Volume, grown_bounding_box
+from ..volume import Volume, grow_box, label_bounding_box
 
 __all__ = [
     "BelowLastDisc",
@@ -174,7 +174,8 @@ def _beyond_end_disc(
         return None
     axis /= np.linalg.norm(axis)
     labels = np.asarray(instances)
-    box = grown_bounding_box(labels == end, semantic.spacing, params.search_mm)
+    # slab by slab: a whole-grid mask of one label costs hundreds of MB on a CT
+    box = grow_box(label_bounding_box(labels, end), labels.shape, semantic.spacing, params.search_mm)
     if box is None:
         return None
     along, radial = _axis_coordinates(semantic, box, origin, axis)
