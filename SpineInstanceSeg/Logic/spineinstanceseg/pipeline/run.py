@@ -176,6 +176,7 @@ def segment(
     if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
         t = time.perf_counter()
         semantic, sanity = _refine_bone_boundary(semantic, sanity, image)
+        semantic, sanity = _give_sacral_bone(semantic, sanity, image, warnings)
         timings["bone_boundary"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -335,6 +336,28 @@ def _refine_bone_boundary(semantic: Volume, sanity: SanityResult, image: Volume)
     refined = refine_bone_boundary(np.asarray(sanity.instances), semantic, image)
     log.info("bone boundary: %d voxels grown, %d trimmed", refined.grown, refined.trimmed)
     return refined.semantic, replace(sanity, instances=refined.instances)
+
+
+def _give_sacral_bone(
+    semantic: Volume, sanity: SanityResult, image: Volume, warnings: list[str]
+) -> tuple[Volume, SanityResult]:
+    """On CT, the sacral bone that the lowest vertebra holds goes to the sacrum (:mod:`..stage2.sacral_bone`);
+    its centroid follows."""
+    # lazy: see _run_stage2
+    from ..stage2.sacral_bone import give_sacral_bone_to_sacrum
+    from ..stage2.sanity import image_is_ct
+
+    if not len(sanity.confidence) or not image.same_grid(semantic) or not image_is_ct(image):
+        return semantic, sanity
+    n = len(sanity.confidence)  # labels run top to bottom: n is the lowest vertebra
+    moved = give_sacral_bone_to_sacrum(np.asarray(sanity.instances), semantic, image, n)
+    message = moved.message()
+    if message is None:
+        return semantic, sanity
+    warnings.append(message)
+    centroids = np.array(sanity.centroids_lps, dtype=float, copy=True)
+    centroids[n - 1] = _centroid_lps(moved.instances, n, semantic, fallback=centroids[n - 1])
+    return moved.semantic, replace(sanity, instances=moved.instances, centroids_lps=centroids)
 
 
 def _name_levels(sanity: SanityResult, semantic: Volume, voxel_counts: np.ndarray, **options) -> LevelNaming:
