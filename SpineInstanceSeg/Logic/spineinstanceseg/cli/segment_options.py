@@ -70,7 +70,8 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
         dest="bone_boundary",
         action="store_false",
         help="on CT, keep the vertebra surfaces of stage 1's 2 mm grid instead of moving them to the bone edge seen "
-        "in the image (dark surface voxels off, bright bone within 2 mm on); never applied to MRI or a given --mask",
+        "in the image (dark surface voxels off, bright bone within 2 mm on), and keep the sacral bone stage 2 gave "
+        "the lowest vertebra with it; never applied to MRI or a given --mask",
     )
     models.add_argument(
         "--totalseg-task",

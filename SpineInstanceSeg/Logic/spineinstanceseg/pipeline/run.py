@@ -9,7 +9,8 @@ the sacrum is set right at both ends: stray "sacrum" higher up goes back to its 
 (:mod:`spineinstanceseg.stage2.sacrum`), what the lowest vertebra holds beyond the disc under it, next to the
 sacrum, becomes sacrum, and a large part of the top vertebra beyond the disc above it becomes a vertebra of its
 own (:mod:`spineinstanceseg.stage2.end_discs`). On CT the vertebra surfaces finally move to the bone edge
-(:mod:`spineinstanceseg.stage2.bone_boundary`).
+(:mod:`spineinstanceseg.stage2.bone_boundary`) and sacral bone in the lowest vertebra goes back to the sacrum
+(:mod:`spineinstanceseg.stage2.sacral_bone`).
 """
 
 from __future__ import annotations
@@ -129,7 +130,8 @@ def segment(
         device: "auto" (CUDA when available), "cpu" or "cuda"; used when a model has to be loaded here.
         lowest / anchor / with_t13 / with_l6: Level naming options (see :mod:`.naming`).
         bone_boundary: On CT, move the vertebra surfaces to the bone edge seen at the image's own resolution
-            (:mod:`spineinstanceseg.stage2.bone_boundary`); never on other images. ``None``: on when stage 1 is a
+            (:mod:`spineinstanceseg.stage2.bone_boundary`) and give the sacral bone that the lowest vertebra holds
+            to the sacrum (:mod:`spineinstanceseg.stage2.sacral_bone`); never on other images. ``None``: on when stage 1 is a
             model, off for a given mask (it is kept as given).
         batch_size: Windows per network call in stage 2.
         progress: Callback ``(step, fraction, message)``.
@@ -137,10 +139,11 @@ def segment(
         source: Name of the input (file path) for error messages.
 
     Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
-    step drops as not spine (off the spinal column, or small detached fragments touching no vertebra), the part of
-    the lowest vertebra beyond the disc under it that touches the sacrum (made sacrum) and, on CT with the bone
-    boundary step, the dark voxels trimmed off the surface (bright bone next to it joins instead); the
-    warnings say what was dropped, merged and flagged.
+    step drops as not spine (off the spinal column, small detached pieces of a vertebra that the field of view did
+    not cut, or small detached fragments touching no vertebra), the part of the lowest vertebra beyond the disc
+    under it that touches the sacrum (made sacrum) and, on CT with the bone boundary step, the dark voxels trimmed
+    off the surface (bright bone next to it joins instead) and the sacral bone the lowest vertebra held (made
+    sacrum, :mod:`spineinstanceseg.stage2.sacral_bone`); the warnings say what was dropped, merged and flagged.
 
     Raises:
         InputError: unusable image or mask. NoSpineFoundError: no vertebra in the semantic mask, or nothing that
