@@ -131,8 +131,8 @@ def segment(
         lowest / anchor / with_t13 / with_l6: Level naming options (see :mod:`.naming`).
         bone_boundary: On CT, move the vertebra surfaces to the bone edge seen at the image's own resolution
             (:mod:`spineinstanceseg.stage2.bone_boundary`) and give the sacral bone that the lowest vertebra holds
-            to the sacrum (:mod:`spineinstanceseg.stage2.sacral_bone`); never on other images. ``None``: on when stage 1 is a
-            model, off for a given mask (it is kept as given).
+            to the sacrum (:mod:`spineinstanceseg.stage2.sacral_bone`); never on other images. ``None``: on when
+            stage 1 is a model, off for a given mask (it is kept as given).
         batch_size: Windows per network call in stage 2.
         progress: Callback ``(step, fraction, message)``.
         cancel: Polled between windows and patches; cancelling raises ``CancelledError``.

@@ -42,6 +42,7 @@ from numpy.typing import ArrayLike, NDArray
 from scipy import ndimage
 from skimage.segmentation import watershed
 
+from ..conventions.arrays import largest_component
 from ..errors import InputError
 from .windows import window_slices
 
@@ -217,15 +218,6 @@ def _consensus_centroids(preds: list[_Pred], slots: Sequence[int], labels: NDArr
     return out
 
 
-def _largest_component(region: NDArray[np.bool_]) -> NDArray[np.bool_]:
-    comp, n = ndimage.label(region)
-    if n <= 1:
-        return region
-    sizes = np.bincount(comp.ravel())
-    sizes[0] = 0
-    return comp == int(np.argmax(sizes))
-
-
 def _complete(labels: NDArray[np.int32], mask: NDArray[np.bool_]) -> NDArray[np.int32]:
     """Grow labels through the mask; components without any label take the nearest label."""
     if not labels.any():
@@ -280,7 +272,7 @@ def _keep_main_parts(claim: NDArray[np.int32], m: int, min_fraction: float) -> N
     sizes: dict[int, int] = {}
     for v in present:
         box = objects[v - 1]
-        region = _largest_component(claim[box] == v)
+        region = largest_component(claim[box] == v)
         kept[box][region] = v
         sizes[v] = int(region.sum())
     if sizes:
