@@ -54,3 +54,37 @@ def test_a_true_l5_keeps_its_voxels_and_no_sacrum_means_no_change():
     without = np.where(np.asarray(case.semantic.array) == SACRUM, 0, case.semantic.array)
     nothing = give_sacral_bone_to_sacrum(ordinal, case.semantic.with_array(without), case.image, n)
     assert nothing.moved_ml == 0 and nothing.instances is ordinal and nothing.message() is None
+
+
+def test_segment_runs_it_on_ct_with_the_bone_steps_only(monkeypatch):
+    """``segment`` hands it the lowest vertebra on CT when the bone steps run, and never on MRI or when they are off;
+    the warnings say what it moved and the vertebra records count the voxels it leaves."""
+    import spineinstanceseg.stage2.sacral_bone as module
+    from spineinstanceseg.pipeline import segment
+
+    calls = []
+    real = module.give_sacral_bone_to_sacrum
+
+    def recording(instances, semantic, image, lowest_label, **kwargs):
+        calls.append(lowest_label)
+        out = real(instances, semantic, image, lowest_label, **kwargs)
+        moved = np.array(instances, copy=True)
+        lowest = moved == lowest_label
+        first = tuple(np.argwhere(lowest)[0])  # one more voxel to move, so that the wiring shows
+        moved[first] = 0
+        labels = np.array(out.semantic.array, copy=True)
+        labels[first] = SACRUM
+        return module.SacralBone(np.where(out.instances == 0, 0, moved), semantic.with_array(labels), 0.5)
+
+    monkeypatch.setattr(module, "give_sacral_bone_to_sacrum", recording)
+    case = generate_phantom(4243, modality="ct", region="lumbar", spacing=(1.2, 1.2, 1.5), oblique_deg=8.0)
+    on = segment(case.image, stage1=case.semantic, device="cpu", bone_boundary=True)
+    assert calls == [len(on.vertebrae)]
+    assert any("0.5 mL of sacral bone" in w for w in on.warnings)
+    assert [r.voxel_count for r in on.vertebrae] == [
+        int(np.count_nonzero(np.asarray(on.instances.array) == r.label)) for r in on.vertebrae
+    ]
+    segment(case.image, stage1=case.semantic, device="cpu", bone_boundary=False)
+    mri = generate_phantom(4243, modality="t2", region="lumbar", spacing=(3.5, 0.8, 0.8))
+    segment(mri.image, stage1=mri.semantic, device="cpu", bone_boundary=True)
+    assert calls == [len(on.vertebrae)]
