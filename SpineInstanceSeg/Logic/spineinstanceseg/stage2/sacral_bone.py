@@ -13,7 +13,7 @@ So the lowest vertebra and the stage-1 sacrum next to it are flooded on the smoo
 ``sacrum_clearance_mm`` from the vertebra. Each voxel goes to the flood that reaches it through brighter bone;
 the floods meet in the dark joints and the disc. Vertebra voxels reached from the sacrum become sacrum. When that
 would take more than ``max_share`` of the vertebra, nothing moves (no joint between them in the image: e.g. a
-fused or sacralised L5).
+fused or sacralised L5, or a phantom whose L5 arch touches the sacrum).
 """
 
 from __future__ import annotations
@@ -42,14 +42,16 @@ class SacralBoneParameters:
         sacrum_clearance_mm: The sacrum's flood starts from stage-1 sacrum voxels at least this far from the
             vertebra (mm), so that it does not start inside a joint.
         smooth_mm: Gaussian sigma of the CT smoothing (mm): noise must not open paths through a joint.
-        max_share: A vertebra that would lose more than this share of its voxels keeps them all.
+        max_share: A vertebra that would lose more than this share of its voxels keeps them all. On the real CTs
+            the S1 parts glued to L5 were 4-6 % of it; on a CT phantom whose L5 arch touches the sacrum with no
+            joint between them the flood took 23 % of L5 (its Dice fell from 0.93 to 0.83).
         reach_mm: The sacrum is looked for this far around the vertebra's bounding box (mm).
     """
 
     core_depth_mm: float = 3.0
     sacrum_clearance_mm: float = 2.0
     smooth_mm: float = 0.5
-    max_share: float = 0.25
+    max_share: float = 0.12
     reach_mm: float = 10.0
 
 
