@@ -43,6 +43,21 @@ def oblique_image_volume() -> Volume:
     return Volume(array, (0.7, 0.9, 3.5), (-5.0, 7.5, 42.0), oblique_direction(15.0, seed=3))
 
 
+def vertebrae_top_to_bottom(case):
+    """A phantom case's vertebrae numbered 1..N top to bottom (sacrum left out) and their centroids (LPS mm)."""
+    from spineinstanceseg.levels import SACRUM_CODE
+
+    codes = np.asarray(case.instances.array)
+    levels = [c for c in np.unique(codes) if 0 < c < SACRUM_CODE]
+    ordinal = np.zeros(codes.shape, np.int16)
+    for k, code in enumerate(levels, start=1):
+        ordinal[codes == code] = k
+    centroids = np.array(
+        [case.instances.index_to_world(np.argwhere(ordinal == k).mean(0)) for k in range(1, len(levels) + 1)]
+    )
+    return ordinal, centroids
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with a reason saying what is missing."""
     path = SHARED_DATA.joinpath(*parts)

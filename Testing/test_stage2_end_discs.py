@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import vertebrae_top_to_bottom
 
-from spineinstanceseg.levels import SACRUM_CODE
 from spineinstanceseg.phantom import generate_phantom
 from spineinstanceseg.semantic import DISC, SACRUM, VERTEBRA
 from spineinstanceseg.stage2.end_discs import give_below_last_disc_to_sacrum, split_beyond_top_disc
-
-
-def _ordinal(case):
-    """Vertebrae 1..N top to bottom (sacrum left out) and their centroids (LPS mm)."""
-    codes = np.asarray(case.instances.array)
-    levels = [c for c in np.unique(codes) if 0 < c < SACRUM_CODE]
-    ordinal = np.zeros(codes.shape, np.int16)
-    for k, code in enumerate(levels, start=1):
-        ordinal[codes == code] = k
-    centroids = np.array(
-        [case.instances.index_to_world(np.argwhere(ordinal == k).mean(0)) for k in range(1, len(levels) + 1)]
-    )
-    return ordinal, centroids
 
 
 def _glue_top_of_sacrum(case, ordinal, depth_mm: float):
@@ -43,7 +30,7 @@ def _glue_top_of_sacrum(case, ordinal, depth_mm: float):
 @pytest.mark.parametrize(("seed", "spacing", "tilt"), [(5100, (1.0, 1.0, 1.0), 0.0), (5101, (0.9, 0.9, 2.0), 12.0)])
 def test_the_top_of_the_sacrum_glued_to_l5_goes_back_to_the_sacrum(seed, spacing, tilt):
     case = generate_phantom(seed, modality="ct", region="lumbar", spacing=spacing, oblique_deg=tilt)
-    ordinal, centroids = _ordinal(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
     n = int(ordinal.max())
     instances, semantic, glued = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     result = give_below_last_disc_to_sacrum(instances, semantic, centroids)
@@ -60,7 +47,7 @@ def test_the_top_of_the_sacrum_glued_to_l5_goes_back_to_the_sacrum(seed, spacing
 
 def test_without_a_disc_below_or_a_sacrum_beside_nothing_changes():
     case = generate_phantom(5100, modality="ct", region="lumbar", spacing=(1.0, 1.0, 1.0))
-    ordinal, centroids = _ordinal(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
     instances, semantic, _ = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     no_disc = np.asarray(semantic.array).copy()
     no_disc[no_disc == DISC] = 0
@@ -94,7 +81,7 @@ def _glue_most_of_top(case, ordinal, centroids):
 @pytest.mark.parametrize(("seed", "spacing", "tilt"), [(5102, (1.0, 1.0, 1.5), 0.0), (5106, (1.2, 1.2, 3.0), 10.0)])
 def test_a_piece_of_the_vertebra_above_glued_to_the_top_one_becomes_its_own(seed, spacing, tilt):
     case = generate_phantom(seed, modality="ct", region="thoracolumbar", spacing=spacing, oblique_deg=tilt)
-    ordinal, centroids = _ordinal(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
     instances, shifted, glued = _glue_most_of_top(case, ordinal, centroids)
     split = split_beyond_top_disc(instances, case.semantic, shifted)
     assert split.message() is not None and split.split_ml > 0
@@ -110,7 +97,7 @@ def test_a_piece_of_the_vertebra_above_glued_to_the_top_one_becomes_its_own(seed
 def test_true_vertebrae_are_not_split(region):
     """On the true maps only tips of articular processes reach past the end discs: far below a vertebra."""
     case = generate_phantom(5104, modality="ct", region=region, spacing=(1.0, 1.0, 1.5), oblique_deg=8.0)
-    ordinal, centroids = _ordinal(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
     moved = give_below_last_disc_to_sacrum(ordinal, case.semantic, centroids)
     split = split_beyond_top_disc(moved.instances, moved.semantic, centroids)
     assert split.message() is None and split.instances is moved.instances
@@ -120,7 +107,7 @@ def test_a_piece_past_the_last_disc_that_is_not_next_to_the_sacrum_stays():
     """At the bottom only the sacrum takes a piece: a vertebra made of S1 would shift every level counted from
     the sacrum (seen on a real CT)."""
     case = generate_phantom(5100, modality="ct", region="lumbar", spacing=(1.0, 1.0, 1.0))
-    ordinal, centroids = _ordinal(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
     instances, semantic, glued = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     classes = np.asarray(semantic.array).copy()
     classes[classes == SACRUM] = 0

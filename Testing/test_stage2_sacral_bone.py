@@ -5,28 +5,19 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import vertebrae_top_to_bottom
 from scipy import ndimage
 
-from spineinstanceseg.levels import SACRUM_CODE
 from spineinstanceseg.phantom import generate_phantom
 from spineinstanceseg.semantic import SACRUM, VERTEBRA
 from spineinstanceseg.stage2.sacral_bone import give_sacral_bone_to_sacrum
 
 
-def _lowest_and_sacrum(case):
-    """Vertebrae 1..N top to bottom (sacrum left out) and N."""
-    codes = np.asarray(case.instances.array)
-    levels = [c for c in np.unique(codes) if 0 < c < SACRUM_CODE]
-    ordinal = np.zeros(codes.shape, np.int16)
-    for k, code in enumerate(levels, start=1):
-        ordinal[codes == code] = k
-    return ordinal, len(levels)
-
-
 @pytest.mark.parametrize(("seed", "spacing", "tilt"), [(5100, (1.0, 1.0, 1.0), 0.0), (5101, (0.9, 0.9, 2.0), 12.0)])
 def test_sacral_bone_beside_l5_in_its_instance_goes_back_to_the_sacrum(seed, spacing, tilt):
     case = generate_phantom(seed, modality="ct", region="lumbar", spacing=spacing, oblique_deg=tilt)
-    ordinal, n = _lowest_and_sacrum(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
+    n = len(centroids)
     sacrum = np.asarray(case.semantic.array) == SACRUM
     glued = sacrum & (ndimage.distance_transform_edt(ordinal != n, sampling=case.image.spacing) <= 8.0)
     instances = ordinal.copy()
@@ -48,7 +39,8 @@ def test_sacral_bone_beside_l5_in_its_instance_goes_back_to_the_sacrum(seed, spa
 
 def test_a_true_l5_keeps_its_voxels_and_no_sacrum_means_no_change():
     case = generate_phantom(5102, modality="ct", region="lumbar", spacing=(1.0, 1.0, 1.5), oblique_deg=8.0)
-    ordinal, n = _lowest_and_sacrum(case)
+    ordinal, centroids = vertebrae_top_to_bottom(case)
+    n = len(centroids)
     result = give_sacral_bone_to_sacrum(ordinal, case.semantic, case.image, n)
     assert result.moved_ml <= 0.01 * np.count_nonzero(ordinal == n) * case.image.voxel_volume_mm3 / 1000.0
     without = np.where(np.asarray(case.semantic.array) == SACRUM, 0, case.semantic.array)
