@@ -43,8 +43,11 @@ def test_the_sacrum_seed_is_sacrum_and_the_derived_disc_is_the_l5_s1_disc(seed, 
     true_sacrum = np.asarray(case.instances.array) == 26
     true_disc = _true_l5_s1_disc(case)
     assert found.lowest == 24 and found.sacrum.sum() > 500
-    # measured (seeds 1000-1007): sacrum precision 0.993-1.000; disc precision 0.92-0.99, recall 0.57-0.74
-    assert np.count_nonzero(found.sacrum & true_sacrum) / found.sacrum.sum() >= 0.98
+    # measured (seeds 1000-1007): disc precision 0.92-0.99, recall 0.57-0.74; with the sacrum grown into S1's
+    # arch and alae (labels version 4; seeds 1000-1003): sacrum precision 0.990-0.999, recall 0.15-0.34 (the core
+    # under the body alone: 0.03-0.11)
+    hits = np.count_nonzero(found.sacrum & true_sacrum)
+    assert hits / found.sacrum.sum() >= 0.98 and hits / true_sacrum.sum() >= 0.12
     disc_hits = np.count_nonzero(found.disc & true_disc)
     assert disc_hits / found.disc.sum() >= 0.88 and disc_hits / true_disc.sum() >= 0.5
 
@@ -84,7 +87,12 @@ def test_real_ct_masks_ending_at_l5_get_an_l5_s1_disc_below_l5(case_name):
     image = read_volume(REAL_CT / f"{case_name}_ct.nii.gz")
     mask = read_label_map(REAL_CT / f"{case_name}_seg-vert_msk.nii.gz")
     found = derive_sacrum_seed(image, mask)
-    assert found.lowest == 24 and found.sacrum.any() and found.disc.any()
+    assert found.lowest == 24 and found.disc.any()
+    # grown into S1's arch and alae: 3-8 k voxels (the core under the body alone held 0.2-0.6 k), none of them
+    # within 3 mm of a labelled vertebra
+    assert found.sacrum.sum() >= 2000
+    spacing = np.asarray(mask.spacing)
+    assert ndimage.distance_transform_edt(np.asarray(mask.array) == 0, sampling=spacing)[found.sacrum].min() > 3.0
     # the disc lies caudal to L5's centroid, touches no labelled vertebra, and holds no bone
     labels = np.asarray(mask.array)
     z = mask.index_to_world(np.argwhere(found.disc))[:, 2]

@@ -70,8 +70,9 @@ MRI_HALF_A = ("vb1_03", "vb1_10", "vb1_15", "vb1_17", "vb2_02", "vb2_05", "vb2_0
 PLANS = "SpineSegSmallPlans"
 # Version of the real cases' derived labels; a change rewrites them and preprocesses again (models are kept).
 # 1: first run; 2: body-only masks leave the soft tissue beyond the posterior elements' reach as background;
-# 3: real CTs whose mask ends at L5 get S1 and the L5-S1 disc found in the image (conventions.sacrum_seed).
-LABELS_VERSION = 3
+# 3: real CTs whose mask ends at L5 get S1 and the L5-S1 disc found in the image (conventions.sacrum_seed);
+# 4: that S1 grows from under the body into S1's arch, superior articular processes and alae.
+LABELS_VERSION = 4
 LABELS_NOTE = "real-case labels version "
 
 
@@ -266,6 +267,7 @@ def training_data_text(n_phantoms: int, ct: list[str], mri: list[str], *, sacrum
     ct_text = ", ".join(ct) if ct else "none"
     mri_text = ", ".join(mri) if mri else "none"
     sacrum = ", S1 bone and the L5-S1 disc found in the image below masks that end at L5," if sacrum_below_l5 else ""
+    # the card's notes say which labels version (4: S1 grown into its arch and alae)
     return (
         f"{n_phantoms} synthetic phantoms (CT/T1/T2, lumbar/thoracolumbar, tilted, anisotropic); real VerSe CTs "
         f"({ct_text}; CC BY-SA 4.0; each as is, with an intensity/noise change and cropped at the ends) with "

@@ -75,6 +75,13 @@ class DerivationParams:
             precision of the found sacrum to 0.88-0.95; keeping the voxels above 450 HU leaves it at 0.998-1.000).
         sacrum_clearance_mm: S1 voxels are at least this far from the labelled L5 (its osteophytes and endplate
             rim stay out).
+        sacrum_grow_hu: From the S1 bone under the body, the sacrum grows through CT voxels above this (HU) into
+            S1's arch, superior articular processes and alae (labels version 4): the parts that stage 1 called
+            vertebra and stage 2 glued to L5 on the real CTs.
+        sacrum_radius_mm: ... no further than this from the column's axis (the alae; the iliac bones beyond the
+            sacroiliac joints stay unknown) ...
+        sacrum_above_mm: ... and no higher than this above the lowest vertebra's centroid along the column (the
+            tips of S1's superior articular processes reach up beside L5's inferior ones).
     """
 
     body_opening_fraction: float = 0.5
@@ -91,6 +98,9 @@ class DerivationParams:
     sacrum_bone_hu: float = 200.0
     sacrum_cortex_hu: float = 450.0
     sacrum_clearance_mm: float = 3.0
+    sacrum_grow_hu: float = 150.0
+    sacrum_radius_mm: float = 40.0
+    sacrum_above_mm: float = 10.0
 
 
 DEFAULT_PARAMS = DerivationParams()
