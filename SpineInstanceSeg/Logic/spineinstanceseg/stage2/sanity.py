@@ -507,14 +507,15 @@ class _Work:
         self.decisions[i + 1] = Decision(i + 1, "dropped", reason)
         log.info("sanity: instance %d dropped: %s", i + 1, reason)
 
-    def drop_piece(self, piece: Piece, reason: str) -> None:
-        """A detached piece of a standing instance becomes background."""
+    def drop_piece(self, piece: Piece, reason: str, *, logged: bool = True) -> None:
+        """A detached piece of a standing instance becomes background (``logged``: one log line for it)."""
         i = piece.label - 1
         rest = self.volume[i] - piece.volume_ml
         self.centroid[i] = (self.centroid[i] * self.volume[i] - piece.centroid_lps * piece.volume_ml) / rest
         self.volume[i] = rest
         self.pieces_dropped.append((piece, reason))
-        log.info("sanity: a piece of instance %d dropped: %s", piece.label, reason)
+        if logged:
+            log.info("sanity: a piece of instance %d dropped: %s", piece.label, reason)
 
     def merge(self, i: int, j: int, reason: str) -> None:
         """Instance ``i`` (and whatever was merged into it) becomes part of ``j``."""
@@ -601,8 +602,9 @@ def _drop_detached(work: _Work, m: InstanceMeasures, p: SanityParameters) -> Non
         f"{len(small)} detached piece(s) of vertebrae, {total:.2f} mL in all, touching neither the rest of their "
         "vertebra nor the edge of the image"
     )
+    log.info("sanity: dropped %s", reason)
     for piece in small:
-        work.drop_piece(piece, reason)
+        work.drop_piece(piece, reason, logged=False)
 
 
 def _references(work: _Work, order: list[int]) -> NDArray[np.bool_]:
