@@ -58,6 +58,36 @@ def vertebrae_top_to_bottom(case):
     return ordinal, centroids
 
 
+def glue_top_of_sacrum(case, ordinal, depth_mm: float):
+    """The sacrum voxels within ``depth_mm`` of the lowest vertebra become part of it (semantic: vertebra)."""
+    from scipy import ndimage
+
+    from spineinstanceseg.semantic import SACRUM, VERTEBRA
+
+    n = int(ordinal.max())
+    sacrum = np.asarray(case.semantic.array) == SACRUM
+    to_lowest = ndimage.distance_transform_edt(ordinal != n, sampling=case.image.spacing)
+    glued = sacrum & (to_lowest <= depth_mm)
+    instances = ordinal.copy()
+    instances[glued] = n
+    semantic = np.asarray(case.semantic.array).copy()
+    semantic[glued] = VERTEBRA
+    return instances, case.semantic.with_array(semantic, is_label=True), glued
+
+
+def returned_to_sacrum(result, glued: np.ndarray, ordinal: np.ndarray) -> tuple[float, float]:
+    """(share of the ``glued`` voxels that are background and sacrum in ``result``, share of the true lowest
+    vertebra's own voxels it lost): how a step that gives glued sacrum back did."""
+    from spineinstanceseg.semantic import SACRUM
+
+    n = int(ordinal.max())
+    back = glued & (result.instances == 0) & (np.asarray(result.semantic.array) == SACRUM)
+    true_lowest = ordinal == n
+    lost = np.count_nonzero(true_lowest & (result.instances != n)) / np.count_nonzero(true_lowest)
+    print(f"\nglued {glued.sum()} voxels, {back.sum()} back to the sacrum; L5 lost {lost:.3f} of its own voxels")
+    return float(back.sum()) / float(glued.sum()), lost
+
+
 def require_shared_data(*parts: str) -> Path:
     """Path under ../shared/data, or skip the test with a reason saying what is missing."""
     path = SHARED_DATA.joinpath(*parts)

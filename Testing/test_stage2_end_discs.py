@@ -5,26 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import vertebrae_top_to_bottom
+from conftest import glue_top_of_sacrum, returned_to_sacrum, vertebrae_top_to_bottom
 
 from spineinstanceseg.phantom import generate_phantom
-from spineinstanceseg.semantic import DISC, SACRUM, VERTEBRA
+from spineinstanceseg.semantic import DISC, SACRUM
 from spineinstanceseg.stage2.end_discs import give_below_last_disc_to_sacrum, split_beyond_top_disc
-
-
-def _glue_top_of_sacrum(case, ordinal, depth_mm: float):
-    """The sacrum voxels within ``depth_mm`` of the lowest vertebra become part of it (semantic: vertebra)."""
-    from scipy import ndimage
-
-    n = int(ordinal.max())
-    sacrum = np.asarray(case.semantic.array) == SACRUM
-    to_lowest = ndimage.distance_transform_edt(ordinal != n, sampling=case.image.spacing)
-    glued = sacrum & (to_lowest <= depth_mm)
-    instances = ordinal.copy()
-    instances[glued] = n
-    semantic = np.asarray(case.semantic.array).copy()
-    semantic[glued] = VERTEBRA
-    return instances, case.semantic.with_array(semantic, is_label=True), glued
 
 
 @pytest.mark.parametrize(("seed", "spacing", "tilt"), [(5100, (1.0, 1.0, 1.0), 0.0), (5101, (0.9, 0.9, 2.0), 12.0)])
@@ -32,14 +17,10 @@ def test_the_top_of_the_sacrum_glued_to_l5_goes_back_to_the_sacrum(seed, spacing
     case = generate_phantom(seed, modality="ct", region="lumbar", spacing=spacing, oblique_deg=tilt)
     ordinal, centroids = vertebrae_top_to_bottom(case)
     n = int(ordinal.max())
-    instances, semantic, glued = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
+    instances, semantic, glued = glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     result = give_below_last_disc_to_sacrum(instances, semantic, centroids)
-    back = glued & (result.instances == 0) & (np.asarray(result.semantic.array) == SACRUM)
-    true_lowest = ordinal == n
-    lost = np.count_nonzero(true_lowest & (result.instances != n)) / np.count_nonzero(true_lowest)
-    print(f"\nglued {glued.sum()} voxels, {back.sum()} back to the sacrum; L5 lost {lost:.3f} of its own voxels")
-    assert back.sum() >= 0.7 * glued.sum()
-    assert lost <= 0.02
+    back, lost = returned_to_sacrum(result, glued, ordinal)
+    assert back >= 0.7 and lost <= 0.02
     assert result.moved_ml > 0 and "made sacrum" in result.message()
     others = (ordinal > 0) & (ordinal < n)
     np.testing.assert_array_equal(result.instances[others], instances[others])
@@ -48,7 +29,7 @@ def test_the_top_of_the_sacrum_glued_to_l5_goes_back_to_the_sacrum(seed, spacing
 def test_without_a_disc_below_or_a_sacrum_beside_nothing_changes():
     case = generate_phantom(5100, modality="ct", region="lumbar", spacing=(1.0, 1.0, 1.0))
     ordinal, centroids = vertebrae_top_to_bottom(case)
-    instances, semantic, _ = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
+    instances, semantic, _ = glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     no_disc = np.asarray(semantic.array).copy()
     no_disc[no_disc == DISC] = 0
     result = give_below_last_disc_to_sacrum(instances, semantic.with_array(no_disc), centroids)
@@ -108,7 +89,7 @@ def test_a_piece_past_the_last_disc_that_is_not_next_to_the_sacrum_stays():
     the sacrum (seen on a real CT)."""
     case = generate_phantom(5100, modality="ct", region="lumbar", spacing=(1.0, 1.0, 1.0))
     ordinal, centroids = vertebrae_top_to_bottom(case)
-    instances, semantic, glued = _glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
+    instances, semantic, glued = glue_top_of_sacrum(case, ordinal, depth_mm=25.0)
     classes = np.asarray(semantic.array).copy()
     classes[classes == SACRUM] = 0
     semantic = semantic.with_array(classes)

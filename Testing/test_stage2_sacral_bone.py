@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import vertebrae_top_to_bottom
-from scipy import ndimage
+from conftest import glue_top_of_sacrum, returned_to_sacrum, vertebrae_top_to_bottom
 
 from spineinstanceseg.phantom import generate_phantom
-from spineinstanceseg.semantic import SACRUM, VERTEBRA
+from spineinstanceseg.semantic import SACRUM
 from spineinstanceseg.stage2.sacral_bone import give_sacral_bone_to_sacrum
 
 
@@ -18,19 +17,10 @@ def test_sacral_bone_beside_l5_in_its_instance_goes_back_to_the_sacrum(seed, spa
     case = generate_phantom(seed, modality="ct", region="lumbar", spacing=spacing, oblique_deg=tilt)
     ordinal, centroids = vertebrae_top_to_bottom(case)
     n = len(centroids)
-    sacrum = np.asarray(case.semantic.array) == SACRUM
-    glued = sacrum & (ndimage.distance_transform_edt(ordinal != n, sampling=case.image.spacing) <= 8.0)
-    instances = ordinal.copy()
-    instances[glued] = n
-    semantic = np.asarray(case.semantic.array).copy()
-    semantic[glued] = VERTEBRA
-    result = give_sacral_bone_to_sacrum(instances, case.semantic.with_array(semantic), case.image, n)
-    back = glued & (result.instances == 0) & (np.asarray(result.semantic.array) == SACRUM)
-    true_lowest = ordinal == n
-    lost = np.count_nonzero(true_lowest & (result.instances != n)) / np.count_nonzero(true_lowest)
-    print(f"\nglued {glued.sum()} voxels, {back.sum()} back to the sacrum; L5 lost {lost:.3f} of its own voxels")
-    assert back.sum() >= 0.7 * glued.sum()
-    assert lost <= 0.02
+    instances, semantic, glued = glue_top_of_sacrum(case, ordinal, depth_mm=8.0)
+    result = give_sacral_bone_to_sacrum(instances, semantic, case.image, n)
+    back, lost = returned_to_sacrum(result, glued, ordinal)
+    assert back >= 0.7 and lost <= 0.02
     assert "sacral bone" in result.message()
     others = (ordinal > 0) & (ordinal < n)
     np.testing.assert_array_equal(result.instances[others], instances[others])
