@@ -291,6 +291,12 @@ def _below_last_disc_to_sacrum(
     from ..stage2.end_discs import give_below_last_disc_to_sacrum
 
     moved = give_below_last_disc_to_sacrum(np.asarray(sanity.instances), semantic, sanity.centroids_lps)
+    return _lowest_gave_to_sacrum(moved, semantic, sanity, warnings)
+
+
+def _lowest_gave_to_sacrum(moved, semantic: Volume, sanity: SanityResult, warnings: list[str]):
+    """Take the outcome of a step that gave part of the lowest vertebra to the sacrum (``instances``, ``semantic``,
+    ``message()``): its warning, its maps, and the lowest vertebra's new centroid; unchanged when nothing moved."""
     message = moved.message()
     if message is None:
         return semantic, sanity
@@ -354,13 +360,7 @@ def _give_sacral_bone(
         return semantic, sanity
     n = len(sanity.confidence)  # labels run top to bottom: n is the lowest vertebra
     moved = give_sacral_bone_to_sacrum(np.asarray(sanity.instances), semantic, image, n)
-    message = moved.message()
-    if message is None:
-        return semantic, sanity
-    warnings.append(message)
-    centroids = np.array(sanity.centroids_lps, dtype=float, copy=True)
-    centroids[n - 1] = _centroid_lps(moved.instances, n, semantic, fallback=centroids[n - 1])
-    return moved.semantic, replace(sanity, instances=moved.instances, centroids_lps=centroids)
+    return _lowest_gave_to_sacrum(moved, semantic, sanity, warnings)
 
 
 def _name_levels(sanity: SanityResult, semantic: Volume, voxel_counts: np.ndarray, **options) -> LevelNaming:
