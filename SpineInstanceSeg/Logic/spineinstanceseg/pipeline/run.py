@@ -1,13 +1,14 @@
 """The main job: image -> stage 1 (or a given mask) -> centroids -> stage 2 windows -> fusion -> anatomical sanity
 -> named instances.
 
-The sanity step (:mod:`spineinstanceseg.stage2.sanity`) drops what stage 1 called vertebra but is not part of the
-spinal column (a rib, the pelvis, a blob in the abdomen), merges small fragments into the vertebra they touch,
-flags instances that probably hold two vertebrae and gaps where one is probably missing (then levels are not
-counted from the sacrum), and ends the run with :class:`NoSpineFoundError` when nothing plausible is left. Then
-the sacrum is set right at both ends: stray "sacrum" higher up goes back to its vertebra
-(:mod:`spineinstanceseg.stage2.sacrum`), what the lowest vertebra holds beyond the disc under it, next to the
-sacrum, becomes sacrum, and a large part of the top vertebra beyond the disc above it becomes a vertebra of its
+A "vertebra" that lies inside the sacrum (below its middle) first becomes sacrum
+(:mod:`spineinstanceseg.stage2.sacrum`). The sanity step (:mod:`spineinstanceseg.stage2.sanity`) then drops what
+stage 1 called vertebra but is not part of the spinal column (a rib, the pelvis, a blob in the abdomen), merges
+small fragments into the vertebra they touch, flags instances that probably hold two vertebrae and gaps where one is
+probably missing (then levels are not counted from the sacrum), and ends the run with :class:`NoSpineFoundError`
+when nothing plausible is left. Then the sacrum is set right at both ends: stray "sacrum" higher up goes back to its
+vertebra (:mod:`spineinstanceseg.stage2.sacrum`), what the lowest vertebra holds beyond the disc under it, next to
+the sacrum, becomes sacrum, and a large part of the top vertebra beyond the disc above it becomes a vertebra of its
 own (:mod:`spineinstanceseg.stage2.end_discs`). On CT the vertebra surfaces finally move to the bone edge
 (:mod:`spineinstanceseg.stage2.bone_boundary`) and sacral bone in the lowest vertebra goes back to the sacrum
 (:mod:`spineinstanceseg.stage2.sacral_bone`).
@@ -37,6 +38,7 @@ from .validate import check_image
 if TYPE_CHECKING:
     from ..stage2.model import Stage2Model
     from ..stage2.predict import Stage2Result
+    from ..stage2.sacrum import VertebraeInSacrum
     from ..stage2.sanity import SanityResult
 
 __all__ = ["segment", "SACRUM_GAP_MM", "SACRUM_MIN_SHARE"]
@@ -141,8 +143,9 @@ def segment(
     Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
     step drops as not spine (off the spinal column, small detached pieces of a vertebra that the field of view did
     not cut, or small detached fragments touching no vertebra), the part of the lowest vertebra beyond the disc
-    under it that touches the sacrum (made sacrum) and, on CT with the bone boundary step, the dark voxels trimmed
-    off the surface (bright bone next to it joins instead) and the sacral bone the lowest vertebra held (made
+    under it that touches the sacrum (made sacrum), a "vertebra" inside the sacrum below its middle (made sacrum,
+    :mod:`spineinstanceseg.stage2.sacrum`) and, on CT with the bone boundary step, the dark voxels trimmed off the
+    surface (bright bone next to it joins instead) and the sacral bone the lowest vertebra held (made
     sacrum, :mod:`spineinstanceseg.stage2.sacral_bone`); the warnings say what was dropped, merged and flagged.
 
     Raises:
@@ -164,10 +167,11 @@ def segment(
     # lazy: see _run_stage2
     from ..stage2.sanity import check_column
 
+    semantic, in_sacrum = _vertebrae_in_sacrum(semantic, split, warnings)
     sanity = check_column(
-        split.instances.array,
+        in_sacrum.instances,
         semantic,
-        split.confidence,
+        in_sacrum.confidence,
         image=image if image.same_grid(semantic) else None,
         source=source,
     )
@@ -264,6 +268,21 @@ def _run_stage2(
     timings["stage2"] = time.perf_counter() - t
     timings.update({f"stage2_{k}": v for k, v in getattr(split, "timings", {}).items()})
     return stage2, split
+
+
+def _vertebrae_in_sacrum(
+    semantic: Volume, split: Stage2Result, warnings: list[str]
+) -> tuple[Volume, VertebraeInSacrum]:
+    """The lowest vertebrae that lie inside the sacrum become sacrum (:mod:`..stage2.sacrum`); returns the
+    semantic map and the step's outcome (its ``instances`` and ``confidence`` for the sanity check)."""
+    # lazy: see _run_stage2
+    from ..stage2.sacrum import vertebrae_in_sacrum_to_sacrum
+
+    moved = vertebrae_in_sacrum_to_sacrum(semantic, np.asarray(split.instances.array), split.confidence)
+    message = moved.message(len(split.confidence))
+    if message is not None:
+        warnings.append(message)
+    return moved.semantic, moved
 
 
 def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> tuple[Volume, SanityResult]:
