@@ -14,6 +14,12 @@ def test_no_rule_means_numbered_from_top():
     assert not naming.known and "not determined" in naming.rule
 
 
+def test_unnamed_levels_say_how_to_name_them():
+    for naming in (name_vertebrae(3), name_vertebrae(3, sacrum_below=True, doubts=["a gap"])):
+        assert naming.rule.endswith("(give the level of the top or the bottom vertebra in view to name them)")
+    assert "give the level" not in name_vertebrae(3, sacrum_below=True).rule
+
+
 def test_sacrum_counts_up_from_l5():
     naming = name_vertebrae(6, sacrum_below=True)
     assert naming.names == ("T12", "L1", "L2", "L3", "L4", "L5")

@@ -37,7 +37,14 @@ class LevelNaming:
         return all(code is not None for code in self.codes)
 
 
+# Said with every rule that leaves levels unnamed: what the user can do about it (CLI --anchor / --lowest, the
+# Slicer module's "Top / Bottom vertebra level" fields, segment(anchor=, lowest=)).
+NAME_THEM_HINT = "give the level of the top or the bottom vertebra in view to name them"
+
+
 def _unnamed(n: int, rule: str) -> LevelNaming:
+    if n:
+        rule = f"{rule} ({NAME_THEM_HINT})"
     return LevelNaming((None,) * n, tuple(f"Vertebra {k}" for k in range(1, n + 1)), rule)
 
 
