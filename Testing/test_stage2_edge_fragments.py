@@ -138,3 +138,17 @@ def test_no_cut_vertebra_is_looked_for_between_the_last_vertebra_and_the_sacrum(
     assert np.all(out[2:7, 2:14, 0:3] == 3) and np.all(out[2:7, 2:14, 57:60] == 4)
     out, added = split_edge_fragments(labels, geometry(labels.shape))
     assert added == 2  # without a sacrum class both ends have a cut vertebra
+
+
+def test_a_stray_sacrum_speck_higher_up_does_not_hide_the_sacrum_below():
+    """Stage 1 leaves specks of "sacrum" higher up the column; with them the centroid of all sacrum voxels rose above
+    the bottom vertebra, and S1 pieces below L5 became a false cut vertebra (an unseen CT phantom cut 10 mm below
+    L5: every level then counted one too high)."""
+    labels = np.concatenate([np.zeros((16, 16, 8), np.int32), stack()], axis=2)  # bottom body 12-24
+    labels[2:7, 2:14, 0:3] = 3  # detached pieces at the bottom face, below the bottom vertebra
+    labels[9:14, 2:14, 0:3] = 3
+    sacrum = np.zeros(labels.shape, bool)
+    sacrum[2:14, 2:14, 4:10] = True  # the sacrum below the bottom vertebra (864 voxels)
+    sacrum[0:2, 0:16, 40:60] = True  # specks beside the upper vertebrae (640 voxels): all-voxel centroid z 24.9
+    out, added = split_edge_fragments(labels, geometry(labels.shape), sacrum=sacrum)
+    assert added == 0 and np.array_equal(out, labels)

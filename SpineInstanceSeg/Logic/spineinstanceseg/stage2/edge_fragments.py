@@ -18,9 +18,9 @@ vertebra when all of these hold:
 - it lies no further out than ``MAX_BEYOND`` pitches: the next vertebra ends about 1.35 pitches out, so a blob
   further away (stage-1 noise in the sacrum, say) is not its remains.
 
-Nothing lies between the last lumbar vertebra and the sacrum: when the mask has a sacrum beyond an end vertebra
-(its centroid further out), no cut vertebra is looked for there (the pieces are then stage-1 sacrum voxels
-labelled vertebra; on a bundled-model phantom crop such a piece was 85 % sacrum).
+Nothing lies between the last lumbar vertebra and the sacrum: when the mask has a sacrum beyond an end vertebra (the
+centroid of its largest piece further out), no cut vertebra is looked for there (the pieces are then stage-1 sacrum
+voxels labelled vertebra; on a bundled-model phantom crop such a piece was 85 % sacrum).
 
 The pieces beyond one end form one vertebra when at least one of them is clearly beyond (``min_beyond_strong``
 pitches; on the held-out phantoms the largest piece always is, 0.59-1.11, while the tips of the cut vertebra's
@@ -40,6 +40,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
+from ..conventions.arrays import largest_component
 from ..volume import Volume, box_touches_face
 
 __all__ = ["split_edge_fragments", "MIN_BEYOND", "MIN_BEYOND_STRONG", "MAX_BEYOND", "MIN_FRAGMENT_MM3"]
@@ -125,7 +126,9 @@ def split_edge_fragments(
     min_vox = float(min_volume_mm3) / float(np.prod(geometry.spacing))
     sacrum_lps = None
     if sacrum is not None and np.any(sacrum):
-        sacrum_lps = geometry.index_to_world(np.argwhere(sacrum).mean(axis=0))
+        # the largest piece: stray stage-1 "sacrum" specks higher up the column (a few mL) would pull the centroid
+        # of all sacrum voxels above L5, and a piece of S1 below L5 would then be taken for a cut vertebra
+        sacrum_lps = geometry.index_to_world(np.argwhere(largest_component(sacrum)).mean(axis=0))
     objects = ndimage.find_objects(labels)
     found = []
     for end, neighbour in ((1, 2), (n, n - 1)):
