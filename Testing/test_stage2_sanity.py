@@ -296,3 +296,43 @@ def test_pipeline_drops_a_bone_beside_the_spine_that_stage_1_called_vertebra(lum
     assert not np.asarray(result.instances.array)[blob].any()  # background, not a vertebra
     assert any(w.startswith("dropped 1 non-spine component(s)") for w in result.warnings), result.warnings
     assert [v.name for v in result.vertebrae][-5:] == ["L1", "L2", "L3", "L4", "L5"]
+
+
+def test_a_small_lowest_vertebra_above_the_sacrum_is_no_ground_for_naming(lumbar_case, monkeypatch):
+    """Stage 1 called the top of S1 vertebra and fusion left it as the lowest vertebra (an unseen CT phantom: 8 mL
+    under a 60 mL L5); counting up from it named every vertebra one level too high."""
+    from scipy import ndimage
+
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.semantic import DISC, SACRUM, VERTEBRA
+    from spineinstanceseg.stage2 import predict
+    from spineinstanceseg.stage2.predict import Stage2Result
+
+    codes = np.asarray(lumbar_case.instances.array).astype(np.int32)
+    vertebrae = [c for c in np.unique(codes) if 0 < c < 26]
+    ordinal = np.zeros(codes.shape, np.int32)
+    for k, code in enumerate(vertebrae, start=1):
+        ordinal[codes == code] = k
+    below_l5 = (codes == 26) | (np.asarray(lumbar_case.semantic.array) == DISC)  # the sacrum and the discs
+    near_l5 = ndimage.distance_transform_edt(ordinal != len(vertebrae), sampling=lumbar_case.image.spacing) <= 12.0
+    # the L5-S1 disc and the top of S1, called vertebra by stage 1 and split off as the lowest vertebra: it touches
+    # L5, and L5 with it would be too large for a merge
+    s1_top = below_l5 & near_l5 & (ordinal == 0)
+    z = lumbar_case.image.index_to_world(np.argwhere(s1_top))[:, 2]
+    l5_bottom = lumbar_case.image.index_to_world(np.argwhere(ordinal == len(vertebrae)))[:, 2].min()
+    s1_top[tuple(np.argwhere(s1_top)[z > l5_bottom + 2.0].T)] = False  # not the discs beside L5 or above it
+    ordinal[s1_top] = len(vertebrae) + 1
+    semantic = np.asarray(lumbar_case.semantic.array).copy()
+    semantic[s1_top] = VERTEBRA
+    mask = lumbar_case.semantic.with_array(semantic)
+    share = s1_top.sum() / np.median(np.bincount(ordinal.ravel())[1:-1])
+    assert share < DEFAULT_PARAMETERS.small_ratio and np.any(semantic == SACRUM)
+    split = mask.with_array(ordinal.astype(np.int16))
+    fake = Stage2Result(split, measure_instances(split.array, split).centroid_lps, np.full(ordinal.max(), 0.9), 0)
+    monkeypatch.setattr(predict, "split_instances", lambda *args, **kwargs: fake)
+
+    result = segment(lumbar_case.image, stage1=mask, stage2=object(), device="cpu", bone_boundary=False)
+
+    assert len(result.vertebrae) == len(vertebrae) + 1  # the piece is kept: merged, L5 would be too large
+    assert not result.levels_known
+    assert "it may be a piece of the sacrum" in result.naming_rule
