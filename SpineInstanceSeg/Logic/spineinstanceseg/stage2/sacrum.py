@@ -15,10 +15,12 @@ to those vertebrae.)
 **A "vertebra" inside the sacrum is sacrum.** Stage 1 at times calls a lower part of the sacrum vertebra (on an
 unseen lumbar CT phantom, 28 mL of S2-S4 below a 127 mL sacrum); stage 2 makes it the lowest vertebra, a false
 instance that also hides the sacrum from level naming. No mobile vertebra lies lower than the middle of the
-sacrum, so the lowest vertebra becomes sacrum when its centroid lies below the centroid of the largest sacrum
-piece, it touches the sacrum, and it is smaller than that piece (a large sacrum in view, not a stray speck); the
-next one up is checked the same way. The sacrum's top half reaches beside L5's lower end, so its centroid is the
-bound, not its top.
+sacrum, so a vertebra at the bottom of the column becomes sacrum when its centroid lies below the centroid of the
+largest sacrum piece, it is smaller than that piece (a large sacrum in view, not a stray speck) and it touches the
+sacrum or a vertebra that became sacrum before it (stage 2 may cut the lower sacrum in two). The sacrum's top half
+reaches beside L5's lower end, so its centroid is the bound, not its top. A piece of S1 higher up stays a vertebra
+here (its centroid lies above the sacrum's); a small lowest vertebra keeps levels from being counted from the
+sacrum (:mod:`spineinstanceseg.pipeline.run`).
 """
 
 from __future__ import annotations
