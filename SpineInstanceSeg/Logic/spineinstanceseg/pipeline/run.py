@@ -408,12 +408,14 @@ def _small_lowest(voxel_counts: np.ndarray, voxel_mm3: float) -> str | None:
     and fusion could not merge (an unseen CT phantom: 8 mL of S1 under a 60 mL L5; counted from it, every level was
     one too high), or the remains of a poorly seen L5: neither is ground for counting levels."""
     # lazy: see _run_stage2
-    from ..stage2.sanity import DEFAULT_PARAMETERS
+    from ..stage2.sanity import DEFAULT_PARAMETERS, reference_values
 
-    sizes = voxel_counts[1:]
+    sizes = voxel_counts[1:].astype(float)
     if len(sizes) < 3:
         return None
-    ratio = float(sizes[-1]) / float(np.median(sizes[-3:-1]))
+    # the sanity check's own reference: the median of up to `neighbours` (2) vertebrae on each side, here above
+    reference = reference_values(sizes, np.ones(len(sizes), bool), len(sizes) - 1, DEFAULT_PARAMETERS.neighbours)
+    ratio = float(sizes[-1]) / reference
     if ratio >= DEFAULT_PARAMETERS.small_ratio:
         return None
     return (
