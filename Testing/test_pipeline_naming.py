@@ -88,7 +88,7 @@ def test_a_sliver_of_sacrum_is_no_ground_for_counting_levels(small_example):
 @pytest.mark.parametrize(("seed", "modality", "region"), [(1, "ct", "lumbar"), (2, "t1", "thoracolumbar")])
 def test_a_whole_sacrum_is_enough_to_count_levels_from(seed, modality, region):
     """The sliver rule must not stop naming where the sacrum is in view: a phantom's sacrum holds a few vertebra
-    volumes (the reason for SACRUM_MIN_SHARE = 0.5 in pipeline.run)."""
+    volumes, far above SACRUM_MIN_SHARE (0.4 of one) in pipeline.run."""
     import numpy as np
 
     from spineinstanceseg.phantom import generate_phantom
@@ -100,3 +100,31 @@ def test_a_whole_sacrum_is_enough_to_count_levels_from(seed, modality, region):
     vertebra_voxels = [np.count_nonzero(instances == v) for v in np.unique(instances) if v not in (0, 26)]
     share = np.count_nonzero(semantic == SACRUM) / np.median(vertebra_voxels)
     assert share >= 4 * SACRUM_MIN_SHARE
+
+
+def test_a_sacrum_cut_to_less_than_half_a_vertebra_still_names_levels(small_example):
+    """The real CTs whose field of view ends in S1 show 0.45-0.47 of a vertebra of sacrum below L5; such a scan is
+    named (counted up from the sacrum), while the sliver of the test above is not."""
+    import numpy as np
+
+    from spineinstanceseg.io import read_label_map, read_volume
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.pipeline.models import load_stage2
+    from spineinstanceseg.pipeline.options import SegmentOptions
+    from spineinstanceseg.semantic import SACRUM
+
+    semantic, reference = read_label_map(small_example.semantic), read_label_map(small_example.instances)
+    labels, codes = np.asarray(semantic.array).copy(), np.asarray(reference.array)
+    vertebra_voxels = np.median([np.count_nonzero(codes == level) for level in small_example.complete_levels])
+    sacrum_slices = np.nonzero((labels == SACRUM).any(axis=(0, 1)))[0]
+    per_slice = np.cumsum([np.count_nonzero(labels[..., z] == SACRUM) for z in sacrum_slices[::-1]])
+    kept = int(np.searchsorted(per_slice, 0.45 * vertebra_voxels)) + 1  # top slices holding ~0.45 of a vertebra
+    cut_at = sacrum_slices[::-1][kept - 1]
+    labels[..., :cut_at][labels[..., :cut_at] == SACRUM] = 0
+    assert 0.4 < np.count_nonzero(labels == SACRUM) / vertebra_voxels < 0.5
+
+    result = segment(read_volume(small_example.image), stage1=semantic.with_array(labels),
+                     stage2=load_stage2(SegmentOptions(device="cpu")), device="cpu")  # fmt: skip
+
+    assert result.levels_known, result.naming_rule
+    assert [record.name for record in result.vertebrae][-2:] == ["L4", "L5"]

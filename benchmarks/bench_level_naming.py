@@ -18,7 +18,7 @@ got is the phantom level that holds most of its voxels inside the phantom's bone
 
 Usage::
 
-    python benchmarks/bench_level_naming.py [--cases 8] [--first-seed 940000] [--bars 0.1,0.2,0.3,0.5]
+    python benchmarks/bench_level_naming.py [--cases 8] [--first-seed 940000] [--bars 0.1,0.2,0.3,0.4,0.5]
         [--json out.json] [--threads 2]
 """
 
@@ -155,7 +155,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--cases", type=int, default=8, help="phantoms (each run whole and cut five ways)")
     parser.add_argument("--first-seed", type=int, default=940000, help="seed of the first phantom")
-    parser.add_argument("--bars", default="0.1,0.2,0.3,0.5", help="sacrum shares to try, comma-separated")
+    parser.add_argument("--bars", default="0.1,0.2,0.3,0.4,0.5", help="sacrum shares to try, comma-separated")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows and the summary here")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     args = parser.parse_args()
