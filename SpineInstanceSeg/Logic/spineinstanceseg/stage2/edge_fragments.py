@@ -40,8 +40,8 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from ..conventions.arrays import largest_component
 from ..volume import Volume, box_touches_face
+from .sacrum import largest_piece
 
 __all__ = ["split_edge_fragments", "MIN_BEYOND", "MIN_BEYOND_STRONG", "MAX_BEYOND", "MIN_FRAGMENT_MM3"]
 
@@ -124,11 +124,10 @@ def split_edge_fragments(
     if n < 2:
         return labels, 0  # no neighbour, no direction: nothing is "beyond"
     min_vox = float(min_volume_mm3) / float(np.prod(geometry.spacing))
-    sacrum_lps = None
-    if sacrum is not None and np.any(sacrum):
-        # the largest piece: stray stage-1 "sacrum" specks higher up the column (a few mL) would pull the centroid
-        # of all sacrum voxels above L5, and a piece of S1 below L5 would then be taken for a cut vertebra
-        sacrum_lps = geometry.index_to_world(np.argwhere(largest_component(sacrum)).mean(axis=0))
+    # the largest piece: with all sacrum voxels, stray specks could lift the centroid above L5, and a piece of S1
+    # below L5 would then be taken for a cut vertebra
+    largest = None if sacrum is None else largest_piece(sacrum, True, geometry)
+    sacrum_lps = None if largest is None else largest[0]
     objects = ndimage.find_objects(labels)
     found = []
     for end, neighbour in ((1, 2), (n, n - 1)):

@@ -35,7 +35,13 @@ from ..conventions.arrays import largest_component
 from ..semantic import BACKGROUND, SACRUM, VERTEBRA
 from ..volume import Volume, label_bounding_box
 
-__all__ = ["StraySacrum", "absorb_stray_sacrum", "VertebraeInSacrum", "vertebrae_in_sacrum_to_sacrum"]
+__all__ = [
+    "StraySacrum",
+    "absorb_stray_sacrum",
+    "VertebraeInSacrum",
+    "largest_piece",
+    "vertebrae_in_sacrum_to_sacrum",
+]
 
 _FACES = ndimage.generate_binary_structure(3, 1)
 
@@ -141,15 +147,20 @@ class VertebraeInSacrum:
         )
 
 
-def _largest_sacrum(semantic: Volume) -> tuple[float, float] | None:
-    """LPS z (mm) of the centroid of the largest sacrum piece and its volume (mL), or ``None`` without sacrum."""
-    labels = np.asarray(semantic.array)
-    box = label_bounding_box(labels, SACRUM)
+def largest_piece(labels: NDArray, value: int | bool, geometry: Volume) -> tuple[NDArray, float] | None:
+    """LPS centroid (3,) in mm and volume in mL of the largest face-connected piece of ``labels == value`` on
+    ``geometry``'s grid, or ``None`` when there is none.
+
+    The largest piece, not all voxels: stage 1 leaves stray "sacrum" specks higher up the column (a few mL, at
+    the 12th rib ends on phantoms) that would pull a centroid of all sacrum voxels above L5. Works inside the
+    bounding box: a whole-grid mask of a CT costs hundreds of MB.
+    """
+    box = label_bounding_box(labels, value)
     if box is None:
         return None
-    piece = largest_component(labels[box] == SACRUM)
+    piece = largest_component(labels[box] == value)
     centre = np.argwhere(piece).mean(axis=0) + [s.start for s in box]
-    return float(semantic.index_to_world(centre)[2]), float(piece.sum()) * semantic.voxel_volume_mm3 / 1000.0
+    return geometry.index_to_world(centre), float(piece.sum()) * geometry.voxel_volume_mm3 / 1000.0
 
 
 def _pieces_below(instances: NDArray, geometry: Volume, below_z: float, max_ml: float) -> dict[int, tuple]:
@@ -203,8 +214,8 @@ def vertebrae_in_sacrum_to_sacrum(semantic: Volume, instances: NDArray, confiden
     """
     confidence = np.asarray(confidence, dtype=float).reshape(-1)
     unchanged = VertebraeInSacrum(semantic, instances, confidence)
-    sacrum = _largest_sacrum(semantic)
-    candidates = {} if sacrum is None else _pieces_below(np.asarray(instances), semantic, *sacrum)
+    sacrum = largest_piece(np.asarray(semantic.array), SACRUM, semantic)
+    candidates = {} if sacrum is None else _pieces_below(np.asarray(instances), semantic, sacrum[0][2], sacrum[1])
     if not candidates:
         return unchanged
     new_instances, new_labels = np.array(instances, copy=True), np.array(semantic.array, copy=True)
