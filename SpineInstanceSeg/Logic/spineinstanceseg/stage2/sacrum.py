@@ -215,7 +215,10 @@ def vertebrae_in_sacrum_to_sacrum(semantic: Volume, instances: NDArray, confiden
     confidence = np.asarray(confidence, dtype=float).reshape(-1)
     unchanged = VertebraeInSacrum(semantic, instances, confidence)
     sacrum = largest_piece(np.asarray(semantic.array), SACRUM, semantic)
-    candidates = {} if sacrum is None else _pieces_below(np.asarray(instances), semantic, sacrum[0][2], sacrum[1])
+    if sacrum is None:
+        return unchanged
+    centre_lps, sacrum_ml = sacrum
+    candidates = _pieces_below(np.asarray(instances), semantic, below_z=centre_lps[2], max_ml=sacrum_ml)
     if not candidates:
         return unchanged
     new_instances, new_labels = np.array(instances, copy=True), np.array(semantic.array, copy=True)
