@@ -7,7 +7,9 @@ Three measurements, printed as tables (and written as JSON with --json):
    the phantom's vertebra labels. Baseline: connected components (6-connectivity) of the same vertebra mask.
    Cases are grouped into "touching" (collapsed disc, fused pair) and "other" (normal, wedge fracture).
 2. Real VerSe masks in ../shared/data/real-vertebra-masks/: the union of all vertebrae (no discs, no canal) is the
-   stage-1 mask; every vertebra should be found at IoU >= 0.5.
+   stage-1 mask; every vertebra should be found at IoU >= 0.5. The same for the manual masks of the four real CTs
+   in ../shared/data/real-ct/ (a separate table: stage 2's share of the real-CT benchmark's errors), with the
+   Dice of each case's weakest vertebra.
 3. Window level (needs only the model): mean hard Dice of top/centre/bottom in clean windows at the true
    centroids of the held-out phantoms.
 
@@ -39,6 +41,7 @@ from spineinstanceseg.stage2.training_data import Augmentation, make_sample, pre
 
 REPO = Path(__file__).resolve().parents[1]
 REAL_DIR = REPO.parent / "shared" / "data" / "real-vertebra-masks"
+REAL_CT_DIR = REPO.parent / "shared" / "data" / "real-ct"
 REGIONS = ("lumbar", "thoracolumbar", "whole", "cervical")
 HARD = (None, "collapsed_disc", "fused", "wedge_fracture")
 FIRST_SEED = 900000
@@ -135,12 +138,13 @@ def eval_phantoms(model, count: int, spacing: float, first_seed: int = FIRST_SEE
     return out
 
 
-def eval_real(model) -> dict:
+def eval_real(model, folder: Path = REAL_DIR, pattern: str = "*.nii.gz") -> dict:
+    """Stage 2 on the union of each manual mask ``folder/pattern``; per case found / FP / F1 / mean and min Dice."""
     rows = []
-    if not REAL_DIR.is_dir():
-        print(f"  skipped: {REAL_DIR} not found")
+    if not folder.is_dir():
+        print(f"  skipped: {folder} not found")
         return {"rows": rows}
-    for path in sorted(REAL_DIR.glob("*.nii.gz")):
+    for path in sorted(folder.glob(pattern)):
         labels = read_label_map(path)
         arr = np.asarray(labels.array)
         ref = vertebra_instances(arr)
@@ -150,12 +154,21 @@ def eval_real(model) -> dict:
         pred, seconds = run_split(semantic, model)
         s = evaluate_instances(pred, ref, labels.spacing)
         cc = score(connected_components(sem), ref, labels.spacing)
+        min_dice = min((float(r.dice) for r in s.rows if r.ref_label is not None), default=float("nan"))
         row = {"case": path.name, "n_ref": s.tp + s.fn, "found": s.tp, "fp": s.fp, "f1": s.f1,
-               "mean_dice": s.mean_dice, "cc_f1": cc["f1"], "seconds": seconds}  # fmt: skip
+               "mean_dice": s.mean_dice, "min_dice": min_dice, "cc_f1": cc["f1"], "seconds": seconds}  # fmt: skip
         rows.append(row)
-        print(f"  {path.name:40s} found {s.tp}/{s.tp + s.fn} (FP {s.fp}) F1 {s.f1:.3f} Dice {s.mean_dice:.3f} | "
-              f"CC F1 {cc['f1']:.3f} ({seconds:.1f} s)", flush=True)  # fmt: skip
+        print(f"  {path.name:40s} found {s.tp}/{s.tp + s.fn} (FP {s.fp}) F1 {s.f1:.3f} Dice {s.mean_dice:.3f} "
+              f"(min {min_dice:.3f}) | CC F1 {cc['f1']:.3f} ({seconds:.1f} s)", flush=True)  # fmt: skip
     return {"rows": rows}
+
+
+def _print_real_table(rows: list[dict]) -> None:
+    print("\n| real mask | vertebrae | found (IoU>=0.5) | FP | F1 | mean Dice | weakest vertebra Dice | CC F1 |")
+    print("|---|---|---|---|---|---|---|---|")
+    for r in rows:
+        print(f"| {r['case']} | {r['n_ref']} | {r['found']} | {r['fp']} | {r['f1']:.3f} | {r['mean_dice']:.3f} | "
+              f"{r['min_dice']:.3f} | {r['cc_f1']:.3f} |")  # fmt: skip
 
 
 def eval_windows(model, count: int) -> dict:
@@ -185,7 +198,7 @@ def main(argv=None) -> int:
     )
     parser.add_argument("--spacing", type=float, default=1.5, help="phantom voxel size in mm")
     parser.add_argument("--window-cases", type=int, default=4, help="phantoms for the window-level Dice (0: skip it)")
-    parser.add_argument("--no-real", action="store_true", help="skip the real VerSe masks")
+    parser.add_argument("--no-real", action="store_true", help="skip the real VerSe masks and the real CTs' masks")
     parser.add_argument("--json", type=Path, help="write all numbers here")
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args(argv)
@@ -216,11 +229,10 @@ def main(argv=None) -> int:
         if not args.no_real:
             print("real VerSe masks (union of vertebrae as the stage-1 mask):")
             results["real"] = eval_real(model)
-            print("\n| real mask | vertebrae | found (IoU>=0.5) | FP | F1 | mean Dice | CC F1 |")
-            print("|---|---|---|---|---|---|---|")
-            for r in results["real"]["rows"]:
-                print(f"| {r['case']} | {r['n_ref']} | {r['found']} | {r['fp']} | {r['f1']:.3f} | "
-                      f"{r['mean_dice']:.3f} | {r['cc_f1']:.3f} |")  # fmt: skip
+            _print_real_table(results["real"]["rows"])
+            print("manual masks of the real CTs (union of vertebrae as the stage-1 mask):")
+            results["real_ct_masks"] = eval_real(model, REAL_CT_DIR, "*_seg-vert_msk.nii.gz")
+            _print_real_table(results["real_ct_masks"]["rows"])
     if args.json:
         args.json.write_text(json.dumps(results, indent=1, default=float) + "\n", encoding="utf-8")
     return 0
