@@ -111,7 +111,7 @@ def main(argv=None) -> int:
         type=Path,
         nargs="*",
         default=[],
-        help="with --rescore: JSON of fresh confirmation sets (--first-seed)",
+        help="with --rescore: JSON of fresh confirmation sets (--first-seed); without it the card keeps its old ones",
     )
     parser.add_argument("--measured-with", default="", help="with --rescore: what code/settings measured the scores")
     args = parser.parse_args(argv)
@@ -206,7 +206,8 @@ def rescore(scores: Path, confirm: list[Path], measured_with: str) -> int:
     target = bundled_model_dir()
     card = json.loads((target / "model_card.json").read_text(encoding="utf-8"))
     card["measured"] = json.loads(scores.read_text(encoding="utf-8"))
-    card["measured_confirmation"] = [json.loads(path.read_text(encoding="utf-8")) for path in confirm]
+    if confirm:  # otherwise the confirmation sets measured before stay (same weights)
+        card["measured_confirmation"] = [json.loads(path.read_text(encoding="utf-8")) for path in confirm]
     card["measured_with"] = measured_with
     history = Stage2Model.load(target, device="cpu").config.training.get("history", [])
     (target / "model_card.json").write_text(json.dumps(card, indent=1, default=float) + "\n", encoding="utf-8")
@@ -237,7 +238,8 @@ def _card_markdown(card: dict, history: list) -> str:
         f"- Best validation window Dice (top/centre/bottom): {card['training'].get('val_dice_best', float('nan')):.4f}",
         "",
         "## Measured scores",
-        "From `benchmarks/eval_stage2_accuracy.py` (held-out phantom seeds 900000-900015 and the real VerSe masks)"
+        "From `benchmarks/eval_stage2_accuracy.py` (held-out phantom seeds 900000-900015, the real VerSe masks and, "
+        "where measured, the manual masks of the real CTs with each case's weakest vertebra)"
         + (f"; {card['measured_with']}" if card.get("measured_with") else "")
         + ":",
         "",
@@ -282,6 +284,11 @@ def _short_scores(measured: dict) -> dict:
         out["real_verse_masks"] = [
             {k: r[k] for k in ("case", "n_ref", "found", "fp", "f1", "mean_dice", "cc_f1")}
             for r in measured["real"]["rows"]
+        ]
+    if measured.get("real_ct_masks", {}).get("rows"):
+        out["real_ct_masks"] = [
+            {k: r[k] for k in ("case", "n_ref", "found", "fp", "f1", "mean_dice", "min_dice")}
+            for r in measured["real_ct_masks"]["rows"]
         ]
     return out
 
