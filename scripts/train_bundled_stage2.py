@@ -280,16 +280,13 @@ def _short_scores(measured: dict) -> dict:
     for group in ("touching", "other", "all"):
         if group in measured.get("phantoms", {}):
             out[f"phantoms_{group}"] = measured["phantoms"][group]
-    if measured.get("real", {}).get("rows"):
-        out["real_verse_masks"] = [
-            {k: r[k] for k in ("case", "n_ref", "found", "fp", "f1", "mean_dice", "cc_f1")}
-            for r in measured["real"]["rows"]
-        ]
-    if measured.get("real_ct_masks", {}).get("rows"):
-        out["real_ct_masks"] = [
-            {k: r[k] for k in ("case", "n_ref", "found", "fp", "f1", "mean_dice", "min_dice")}
-            for r in measured["real_ct_masks"]["rows"]
-        ]
+    real_tables = (  # (key in the eval JSON, key on the card, fields kept)
+        ("real", "real_verse_masks", ("case", "n_ref", "found", "fp", "f1", "mean_dice", "cc_f1")),
+        ("real_ct_masks", "real_ct_masks", ("case", "n_ref", "found", "fp", "f1", "mean_dice", "min_dice")),
+    )
+    for source, name, fields in real_tables:
+        if measured.get(source, {}).get("rows"):
+            out[name] = [{k: r[k] for k in fields} for r in measured[source]["rows"]]
     return out
 
 
