@@ -75,14 +75,19 @@ class Models:
         return self._stage2[str(folder)], folder
 
 
+# Card entries that hold measurements: a case scored there (the stage-2 card scores the real CTs' manual masks)
+# was not trained on.
+_SCORE_KEYS = frozenset({"scores", "measured", "measured_confirmation", "measured_with"})
+
+
 def _seen_in_training(case: str, *folders: Path) -> bool:
-    """True when a model card in one of ``folders`` names ``case`` among its training data."""
+    """True when a model card in one of ``folders`` names ``case`` outside its measured scores."""
     for folder in folders:
         for card in ("spineseg_card.json", "model_card.json"):
             path = folder / card
             if path.is_file() and case in path.read_text(encoding="utf-8"):
                 text = json.loads(path.read_text(encoding="utf-8"))
-                if case in json.dumps({k: v for k, v in text.items() if k != "scores"}):
+                if case in json.dumps({k: v for k, v in text.items() if k not in _SCORE_KEYS}):
                     return True
     return False
 
