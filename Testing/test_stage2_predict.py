@@ -14,8 +14,11 @@ from spineinstanceseg.progress import CancelToken, Progress
 from spineinstanceseg.semantic import VERTEBRA
 from spineinstanceseg.stage2.encoding import MASK_CHANNELS
 from spineinstanceseg.stage2.predict import split_instances
+from spineinstanceseg.stage2.window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch
 from spineinstanceseg.stage2.working_grid import to_working_grid
 from spineinstanceseg.volume import Volume
+
+NO_PITCH = PitchSearch(angles_deg=())
 
 
 def best_dice(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]:
@@ -118,8 +121,8 @@ def test_progress_is_reported_per_batch_and_cancel_stops_between_batches():
     seen: list[tuple[str, float, str]] = []
     oracle = OracleModel(semantic, instances)
     progress = Progress(lambda *a: seen.append(a), step="s2")
-    split_instances(semantic, model=oracle, batch_size=2, iterations=1, progress=progress)
-    assert oracle.batches == [2, 2, 1]
+    split_instances(semantic, model=oracle, batch_size=2, iterations=1, progress=progress, pitch=NO_PITCH)
+    assert oracle.batches == [2, 2, 1] and oracle.unplaced == 0
     window_msgs = [m for _, _, m in seen if m.startswith("stage-2 windows")]
     assert len(window_msgs) == 3
     fractions = [f for _, f, _ in seen]
@@ -133,8 +136,24 @@ def test_progress_is_reported_per_batch_and_cancel_stops_between_batches():
             token.cancel()
 
     with pytest.raises(CancelledError):
-        split_instances(semantic, model=oracle, batch_size=2, progress=Progress(cancel_after_first_batch, token))
+        split_instances(
+            semantic, model=oracle, batch_size=2, progress=Progress(cancel_after_first_batch, token), pitch=NO_PITCH
+        )
     assert oracle.batches == [2]
+
+
+def test_pitch_search_sends_each_window_with_its_turns_and_keeps_the_upright_answer_it_trusts():
+    """With the default search every window goes through the network upright and turned by each angle, as one
+    batch, with progress per window; the oracle is sure upright only, so the result equals the upright split."""
+    semantic, instances = oblique_box_case(n=5)
+    seen: list[tuple[str, float, str]] = []
+    oracle = OracleModel(semantic, instances)
+    result = split_instances(semantic, model=oracle, iterations=1, progress=Progress(lambda *a: seen.append(a)))
+    turns = len(DEFAULT_PITCH_SEARCH.angles_deg)
+    assert oracle.batches == [1 + turns] * 5 and oracle.unplaced == turns * 5
+    assert len([m for _, _, m in seen if m.startswith("stage-2 windows")]) == 5
+    upright = split_instances(semantic, model=OracleModel(semantic, instances), iterations=1, pitch=NO_PITCH)
+    np.testing.assert_array_equal(np.asarray(result.instances.array), np.asarray(upright.instances.array))
 
 
 def test_window_iteration_moves_misplaced_windows_onto_the_vertebrae(monkeypatch):

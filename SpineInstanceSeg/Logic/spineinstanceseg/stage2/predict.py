@@ -40,6 +40,7 @@ from .centroids import locate_vertebrae
 from .edge_fragments import split_edge_fragments
 from .encoding import IMAGE_CHANNEL, encode_input, normalise_image
 from .fusion import WindowPrediction, dice_fusion
+from .window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch, pick_pitch, pitched_inputs
 from .windows import WindowSpec, crop_window, window_corner
 from .working_grid import WorkingGrid, labels_to_input_grid, to_working_grid
 
@@ -113,11 +114,23 @@ def _label_centroids(labels: NDArray, n: int) -> NDArray[np.float64]:
 class _WindowRunner:
     """Runs the network on windows of one working-grid mask; a window whose corner was seen before is reused."""
 
-    def __init__(self, model: Any, spec: WindowSpec, channels: tuple[str, ...], work: NDArray, image_w, *, batch_size):
+    def __init__(
+        self,
+        model: Any,
+        spec: WindowSpec,
+        channels: tuple[str, ...],
+        work: NDArray,
+        image_w,
+        *,
+        batch_size: int,
+        pitch: PitchSearch = DEFAULT_PITCH_SEARCH,
+    ):
         self.model, self.spec, self.channels = model, spec, channels
         self.work, self.image_w = work, image_w
         self.step = max(1, int(batch_size))
+        self.pitch = pitch
         self._cache: dict[tuple[int, ...], NDArray[np.int8]] = {}
+        self.turned: dict[tuple[int, ...], float] = {}  # corner -> the turn its window was predicted at (degrees)
 
     @property
     def n_windows(self) -> int:
@@ -129,6 +142,12 @@ class _WindowRunner:
         size = self.spec.size
         corners = [tuple(int(v) for v in window_corner(c, size)) for c in centroids]
         todo = list(dict.fromkeys(c for c in corners if c not in self._cache))
+        if self.pitch.angles_deg:  # each window with its turns, as one batch
+            for done, corner in enumerate(todo, start=1):
+                progress.check()
+                self._cache[corner] = self._pitch_searched(corner)
+                progress.update(done / len(todo), f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
+            todo = []
         n_batches = max(1, -(-len(todo) // self.step))
         for b, start in enumerate(range(0, len(todo), self.step)):
             progress.check()
@@ -137,18 +156,35 @@ class _WindowRunner:
             img_windows = None
             if self.image_w is not None:
                 img_windows = np.stack([crop_window(self.image_w, c, size) for c in chunk])
-            inputs = np.ascontiguousarray(encode_input(sem_windows, channels=self.channels, image=img_windows))
-            outputs = np.asarray(self.model.predict_windows(inputs))
-            if outputs.shape != (len(chunk), 4, *size):
-                raise ModelError(
-                    f"the stage-2 model returned shape {outputs.shape}, expected {(len(chunk), 4, *size)}",
-                    fix="use a stage-2 model with 4 output classes (background, top, centre, bottom)",
-                )
+            outputs = self._predict(sem_windows, img_windows)
             for corner, output in zip(chunk, outputs, strict=True):
                 self._cache[corner] = WindowPrediction.from_output(0, corner, output).labels
             done = min(start + self.step, len(todo))
             progress.update((b + 1) / n_batches, f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
         return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
+
+    def _predict(self, sem_windows: NDArray, img_windows: NDArray | None) -> NDArray:
+        """(B, 4, *size) class probabilities of (B, *size) mask windows (and image windows, if the model reads them)."""
+        inputs = np.ascontiguousarray(encode_input(sem_windows, channels=self.channels, image=img_windows))
+        outputs = np.asarray(self.model.predict_windows(inputs))
+        expected = (len(sem_windows), 4, *self.spec.size)
+        if outputs.shape != expected:
+            raise ModelError(
+                f"the stage-2 model returned shape {outputs.shape}, expected {expected}",
+                fix="use a stage-2 model with 4 output classes (background, top, centre, bottom)",
+            )
+        return outputs
+
+    def _pitch_searched(self, corner: tuple[int, ...]) -> NDArray[np.int8]:
+        """The labels of the window at ``corner``, upright or turned (:mod:`.window_pitch`)."""
+        size, angles = self.spec.size, (0.0, *self.pitch.angles_deg)
+        sem_windows = pitched_inputs(self.work, corner, size, angles, order=0)
+        img_windows = None
+        if self.image_w is not None:
+            img_windows = pitched_inputs(self.image_w, corner, size, angles, order=1)
+        outputs = self._predict(sem_windows, img_windows)
+        labels, self.turned[corner] = pick_pitch(outputs, sem_windows == VERTEBRA, angles, self.pitch)
+        return labels
 
 
 def _find_centroids(semantic: Volume, grid: WorkingGrid, vert: NDArray, disc: NDArray) -> NDArray[np.float64]:
@@ -187,6 +223,7 @@ def split_instances(
     image: Volume | None = None,
     batch_size: int = 4,
     iterations: int = DEFAULT_ITERATIONS,
+    pitch: PitchSearch = DEFAULT_PITCH_SEARCH,
     progress: Progress | None = None,
 ) -> Stage2Result:
     """Split the vertebra class of a stage-1 semantic mask into one instance per vertebra.
@@ -199,6 +236,8 @@ def split_instances(
         iterations: Most passes of windows + fusion (the paper's local window iteration): after each pass the
             windows move onto the consensus centroids of the fused vertebrae, and a new pass runs when any window
             moved or the number of vertebrae changed. 1 = centroid finding only places the windows.
+        pitch: Which windows are also tried turned about the left-right axis, and when a turn wins
+            (:mod:`.window_pitch`); ``PitchSearch(angles_deg=())`` turns the search off.
         progress: Reports per batch of windows; cancellation is checked per batch.
 
     Raises:
@@ -233,11 +272,15 @@ def split_instances(
     image_w = None
     if IMAGE_CHANNEL in channels and image is not None:
         image_w = normalise_image(np.asarray(resample_to_grid(image, grid.volume, interpolation="linear").array))
-    runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size)
+    runner = _WindowRunner(model, spec, channels, work, image_w, batch_size=batch_size, pitch=pitch)
     labels_w, confidence, timings["fusion"] = _iterate_windows(
         runner, centroids, work == VERTEBRA, iterations, progress
     )
     timings["network"] = time.perf_counter() - t - timings["fusion"]
+    turned = {corner: angle for corner, angle in runner.turned.items() if angle}
+    if turned:
+        log.info("stage 2: %d of %d searched windows predicted turned (%s degrees)", len(turned),
+                 len(runner.turned), ", ".join(f"{a:+.0f}" for a in turned.values()))  # fmt: skip
     progress.update(0.92, "windows fused")
 
     t = time.perf_counter()
