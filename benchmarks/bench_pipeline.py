@@ -4,7 +4,8 @@ Prints, for the bundled models (or the ones given):
 
 1. **Time per step** on a lumbar CT phantom: stage 1, stage 2 (per vertebra), fusion, the whole ``segment`` call,
    and the overhead ratio ``whole pipeline / stage 1`` (goal <= 1.25: the instance step should cost little next
-   to the semantic segmentation it builds on).
+   to the semantic segmentation it builds on). Then stage 2 again on the same mask, upright windows only and with
+   the pitch search (``stage2.window_pitch``), and the factor the search adds to the whole pipeline.
 2. **Scaling**: a whole spine (24 vertebrae) against the lowest 8 vertebrae cropped out of the same image; the
    ratio of the whole-pipeline times (goal: linear, <= 3.3).
 3. **Peak memory** (maximum resident set size of a fresh process) for one large CT-sized volume: a whole-spine
@@ -116,7 +117,25 @@ def timing(stage1, stage2) -> dict:
           f"whole {total:.2f} s")  # fmt: skip
     verdict = "meets" if row["overhead_ratio"] <= GOAL_OVERHEAD else "misses"
     print(f"   overhead ratio (whole / stage 1): {row['overhead_ratio']:.2f} ({verdict} the goal <= {GOAL_OVERHEAD})")
+    row.update(_pitch_search_cost(result.semantic, stage2, total))
     return row
+
+
+def _pitch_search_cost(semantic, stage2, total_s: float) -> dict:
+    """Stage 2 on the same mask with and without the pitch search (stage2.window_pitch), and what the search adds
+    to the whole pipeline: ``total / (total - stage 2 with + stage 2 without)``."""
+    from spineinstanceseg.stage2.predict import split_instances
+    from spineinstanceseg.stage2.window_pitch import PitchSearch
+
+    seconds = {}
+    for name, pitch in (("upright", PitchSearch(angles_deg=())), ("pitch", PitchSearch())):
+        t = time.perf_counter()
+        split_instances(semantic, model=stage2, pitch=pitch)
+        seconds[name] = time.perf_counter() - t
+    ratio = total_s / (total_s - seconds["pitch"] + seconds["upright"])
+    print(f"   stage 2 upright only {seconds['upright']:.2f} s, with the pitch search {seconds['pitch']:.2f} s: "
+          f"whole pipeline x{ratio:.2f} for the search")  # fmt: skip
+    return {"stage2_upright_s": seconds["upright"], "stage2_pitch_s": seconds["pitch"], "pitch_search_ratio": ratio}
 
 
 def scaling(stage1, stage2) -> dict:
