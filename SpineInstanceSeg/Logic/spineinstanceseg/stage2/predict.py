@@ -232,7 +232,8 @@ def split_instances(
         semantic: Label map of :mod:`spineinstanceseg.semantic` classes, any grid (oblique, anisotropic).
         model: A stage-2 model (duck-typed, see module docstring).
         image: The image on any grid covering the mask; used only if the model has an image input channel.
-        batch_size: Windows per network call.
+        batch_size: Windows per network call without the pitch search (with it, each window and its turns make
+            one call).
         iterations: Most passes of windows + fusion (the paper's local window iteration): after each pass the
             windows move onto the consensus centroids of the fused vertebrae, and a new pass runs when any window
             moved or the number of vertebrae changed. 1 = centroid finding only places the windows.
