@@ -56,8 +56,10 @@ FAKE = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize(("mirroring", "bone_boundary"), [(None, True), (True, False), (False, True)])
-def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring, bone_boundary):
+@pytest.mark.parametrize(
+    ("mirroring", "bone_boundary", "pitch_search"), [(None, True, True), (True, False, True), (False, True, False)]
+)
+def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring, bone_boundary, pitch_search):
     from spineinstanceseg.cli import segment as segment_cli
     from spineinstanceseg.cli.segment_options import options_from_args
 
@@ -66,6 +68,7 @@ def test_argv_is_understood_by_the_segment_cli(tmp_path, mirroring, bone_boundar
         folds=(0, 2),
         stage1_mirroring=mirroring,
         bone_boundary=bone_boundary,
+        pitch_search=pitch_search,
         stage2_model="/models/stage2",
         device="cpu",
         anchor="C2",

@@ -72,3 +72,39 @@ def test_a_turned_answer_is_turned_back_onto_the_grid():
     on_bar = (chosen == 2) & inner
     assert (on_bar & bar).sum() / max(on_bar.sum(), 1) > 0.8
     assert (on_bar & bar).sum() / (bar & inner).sum() > 0.8
+
+
+def test_segment_and_the_cli_can_run_stage_2_upright_only():
+    """``--no-pitch-search`` reaches the options, and ``segment(pitch_search=False)`` sends each window through the
+    network once (the default sends it with its turns, one call per window)."""
+    import argparse
+
+    from spineinstanceseg.cli.segment_options import add_segment_options, options_from_args
+    from spineinstanceseg.phantom import generate_phantom
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.stage2.model import load_bundled_model
+    from spineinstanceseg.stage2.window_pitch import DEFAULT_PITCH_SEARCH
+
+    parser = argparse.ArgumentParser()
+    add_segment_options(parser)
+    assert options_from_args(parser.parse_args(["--device", "cpu"])).pitch_search is True
+    assert options_from_args(parser.parse_args(["--device", "cpu", "--no-pitch-search"])).pitch_search is False
+
+    class CountingModel:
+        def __init__(self):
+            self.inner = load_bundled_model(device="cpu")
+            self.config, self.batches = self.inner.config, []
+
+        def predict_windows(self, inputs):
+            self.batches.append(len(inputs))
+            return self.inner.predict_windows(inputs)
+
+    case = generate_phantom(4244, modality="ct", region="lumbar", spacing=(1.5, 1.5, 2.0))
+    runs = {}
+    for pitch_search in (True, False):
+        model = CountingModel()
+        result = segment(case.image, stage1=case.semantic, stage2=model, device="cpu", pitch_search=pitch_search)
+        runs[pitch_search] = (model.batches, len(result.vertebrae))
+    searched, upright = runs[True][0], runs[False][0]
+    assert set(searched) == {1 + len(DEFAULT_PITCH_SEARCH.angles_deg)}
+    assert sum(upright) == len(searched) and runs[True][1] == runs[False][1] >= 5

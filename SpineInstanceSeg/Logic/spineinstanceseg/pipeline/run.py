@@ -120,6 +120,7 @@ def segment(
     with_l6: bool = False,
     bone_boundary: bool | None = None,
     batch_size: int = 4,
+    pitch_search: bool = True,
     progress: Callable[[str, float, str], None] | None = None,
     cancel: CancelToken | None = None,
     source: str | None = None,
@@ -138,6 +139,8 @@ def segment(
             to the sacrum (:mod:`spineinstanceseg.stage2.sacral_bone`); never on other images. ``None``: on when
             stage 1 is a model, off for a given mask (it is kept as given).
         batch_size: Windows per network call in stage 2.
+        pitch_search: Also try every stage-2 window turned about the left-right axis and keep a turn the network
+            is clearly more certain of (:mod:`spineinstanceseg.stage2.window_pitch`; about 1.1x the CPU time).
         progress: Callback ``(step, fraction, message)``.
         cancel: Polled between windows and patches; cancelling raises ``CancelledError``.
         source: Name of the input (file path) for error messages.
@@ -163,7 +166,9 @@ def segment(
     bar.update(0.0, "input checked")
     stage1 = MaskSource(stage1) if isinstance(stage1, Volume) else stage1
     semantic = _run_stage1(stage1, image, bar, timings, warnings, source=source)
-    stage2, split = _run_stage2(semantic, image, stage2, device, batch_size, bar, timings, warnings)
+    stage2, split = _run_stage2(
+        semantic, image, stage2, device, batch_size, bar, timings, warnings, pitch_search=pitch_search
+    )
 
     t = time.perf_counter()
     # lazy: see _run_stage2
@@ -249,12 +254,16 @@ def _run_stage2(
     bar: Progress,
     timings: dict,
     warnings: list[str],
+    *,
+    pitch_search: bool = True,
 ) -> tuple[Stage2Model, Stage2Result]:
-    """The stage-2 model (the bundled one when none is given) and its split of the semantic mask into instances."""
+    """The stage-2 model (the bundled one when none is given) and its split of the semantic mask into instances
+    (with the pitch search of :mod:`..stage2.window_pitch` unless ``pitch_search`` is false)."""
     # lazy: stage 2 (scikit-image, torch) loads when a segmentation runs, so that `spineinstanceseg.pipeline` and
     # its run options import with the packages Slicer bundles, before the module has installed the others
     from ..stage2.model import load_bundled_model
     from ..stage2.predict import split_instances
+    from ..stage2.window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch
 
     if stage2 is None:
         t = time.perf_counter()
@@ -264,7 +273,12 @@ def _run_stage2(
     stage2_warnings = getattr(stage2, "warnings", [])  # e.g. a GPU out of memory: windows ran on the CPU
     seen = len(stage2_warnings)
     split = split_instances(
-        semantic, model=stage2, image=image, batch_size=batch_size, progress=bar.sub(*_STAGE2_SHARE, step="stage2")
+        semantic,
+        model=stage2,
+        image=image,
+        batch_size=batch_size,
+        pitch=DEFAULT_PITCH_SEARCH if pitch_search else PitchSearch(angles_deg=()),
+        progress=bar.sub(*_STAGE2_SHARE, step="stage2"),
     )
     warnings.extend(stage2_warnings[seen:])
     timings["stage2"] = time.perf_counter() - t

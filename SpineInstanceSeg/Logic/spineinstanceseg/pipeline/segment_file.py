@@ -83,6 +83,7 @@ def segment_file(
         with_l6=options.with_l6,
         bone_boundary=None if options.bone_boundary else False,  # None: not on a given mask
         batch_size=options.batch_size,
+        pitch_search=options.pitch_search,
         progress=progress,
         cancel=cancel,
         source=str(input_path),

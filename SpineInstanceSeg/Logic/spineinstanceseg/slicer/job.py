@@ -129,6 +129,8 @@ def option_args(options: SegmentOptions) -> list[str]:
         argv += ["--mirroring", "on" if options.stage1_mirroring else "off"]
     if not options.bone_boundary:
         argv.append("--no-bone-boundary")
+    if not options.pitch_search:
+        argv.append("--no-pitch-search")
     if options.mask:
         argv += ["--mask", str(options.mask), "--mask-convention", options.mask_convention]
     if options.stage2_model:
