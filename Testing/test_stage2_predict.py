@@ -14,11 +14,9 @@ from spineinstanceseg.progress import CancelToken, Progress
 from spineinstanceseg.semantic import VERTEBRA
 from spineinstanceseg.stage2.encoding import MASK_CHANNELS
 from spineinstanceseg.stage2.predict import split_instances
-from spineinstanceseg.stage2.window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch
+from spineinstanceseg.stage2.window_pitch import DEFAULT_PITCH_SEARCH, UPRIGHT_ONLY
 from spineinstanceseg.stage2.working_grid import to_working_grid
 from spineinstanceseg.volume import Volume
-
-NO_PITCH = PitchSearch(angles_deg=())
 
 
 def best_dice(pred: np.ndarray, truth: np.ndarray) -> dict[int, float]:
@@ -121,7 +119,7 @@ def test_progress_is_reported_per_batch_and_cancel_stops_between_batches():
     seen: list[tuple[str, float, str]] = []
     oracle = OracleModel(semantic, instances)
     progress = Progress(lambda *a: seen.append(a), step="s2")
-    split_instances(semantic, model=oracle, batch_size=2, iterations=1, progress=progress, pitch=NO_PITCH)
+    split_instances(semantic, model=oracle, batch_size=2, iterations=1, progress=progress, pitch=UPRIGHT_ONLY)
     assert oracle.batches == [2, 2, 1] and oracle.unplaced == 0
     window_msgs = [m for _, _, m in seen if m.startswith("stage-2 windows")]
     assert len(window_msgs) == 3
@@ -137,7 +135,7 @@ def test_progress_is_reported_per_batch_and_cancel_stops_between_batches():
 
     with pytest.raises(CancelledError):
         split_instances(
-            semantic, model=oracle, batch_size=2, progress=Progress(cancel_after_first_batch, token), pitch=NO_PITCH
+            semantic, model=oracle, batch_size=2, progress=Progress(cancel_after_first_batch, token), pitch=UPRIGHT_ONLY
         )
     assert oracle.batches == [2]
 
@@ -152,7 +150,7 @@ def test_pitch_search_sends_each_window_with_its_turns_and_keeps_the_upright_ans
     turns = len(DEFAULT_PITCH_SEARCH.angles_deg)
     assert oracle.batches == [1 + turns] * 5 and oracle.unplaced == turns * 5
     assert len([m for _, _, m in seen if m.startswith("stage-2 windows")]) == 5
-    upright = split_instances(semantic, model=OracleModel(semantic, instances), iterations=1, pitch=NO_PITCH)
+    upright = split_instances(semantic, model=OracleModel(semantic, instances), iterations=1, pitch=UPRIGHT_ONLY)
     np.testing.assert_array_equal(np.asarray(result.instances.array), np.asarray(upright.instances.array))
 
 

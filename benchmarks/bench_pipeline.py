@@ -125,10 +125,10 @@ def _pitch_search_cost(semantic, stage2, total_s: float) -> dict:
     """Stage 2 on the same mask with and without the pitch search (stage2.window_pitch), and what the search adds
     to the whole pipeline: ``total / (total - stage 2 with + stage 2 without)``."""
     from spineinstanceseg.stage2.predict import split_instances
-    from spineinstanceseg.stage2.window_pitch import PitchSearch
+    from spineinstanceseg.stage2.window_pitch import DEFAULT_PITCH_SEARCH, UPRIGHT_ONLY
 
     seconds = {}
-    for name, pitch in (("upright", PitchSearch(angles_deg=())), ("pitch", PitchSearch())):
+    for name, pitch in (("upright", UPRIGHT_ONLY), ("pitch", DEFAULT_PITCH_SEARCH)):
         t = time.perf_counter()
         split_instances(semantic, model=stage2, pitch=pitch)
         seconds[name] = time.perf_counter() - t

@@ -263,7 +263,7 @@ def _run_stage2(
     # its run options import with the packages Slicer bundles, before the module has installed the others
     from ..stage2.model import load_bundled_model
     from ..stage2.predict import split_instances
-    from ..stage2.window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch
+    from ..stage2.window_pitch import DEFAULT_PITCH_SEARCH, UPRIGHT_ONLY
 
     if stage2 is None:
         t = time.perf_counter()
@@ -277,7 +277,7 @@ def _run_stage2(
         model=stage2,
         image=image,
         batch_size=batch_size,
-        pitch=DEFAULT_PITCH_SEARCH if pitch_search else PitchSearch(angles_deg=()),
+        pitch=DEFAULT_PITCH_SEARCH if pitch_search else UPRIGHT_ONLY,
         progress=bar.sub(*_STAGE2_SHARE, step="stage2"),
     )
     warnings.extend(stage2_warnings[seen:])

@@ -139,15 +139,17 @@ class _WindowRunner:
 
     def run(self, centroids: NDArray, progress: Progress, *, label: str = "") -> list[WindowPrediction]:
         """One prediction per centroid (window ``k`` is centred on ``centroids[k]``)."""
-        size = self.spec.size
-        corners = [tuple(int(v) for v in window_corner(c, size)) for c in centroids]
+        corners = [tuple(int(v) for v in window_corner(c, self.spec.size)) for c in centroids]
         todo = list(dict.fromkeys(c for c in corners if c not in self._cache))
-        if self.pitch.angles_deg:  # each window with its turns, as one batch
-            for done, corner in enumerate(todo, start=1):
-                progress.check()
-                self._cache[corner] = self._pitch_searched(corner)
-                progress.update(done / len(todo), f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
-            todo = []
+        if self.pitch.angles_deg:
+            self._run_searched(todo, progress, label)
+        else:
+            self._run_batched(todo, progress, label)
+        return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
+
+    def _run_batched(self, todo: list[tuple[int, ...]], progress: Progress, label: str) -> None:
+        """Upright windows at the corners ``todo``, ``self.step`` per network call."""
+        size = self.spec.size
         n_batches = max(1, -(-len(todo) // self.step))
         for b, start in enumerate(range(0, len(todo), self.step)):
             progress.check()
@@ -161,7 +163,13 @@ class _WindowRunner:
                 self._cache[corner] = WindowPrediction.from_output(0, corner, output).labels
             done = min(start + self.step, len(todo))
             progress.update((b + 1) / n_batches, f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
-        return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
+
+    def _run_searched(self, todo: list[tuple[int, ...]], progress: Progress, label: str) -> None:
+        """Each window at the corners ``todo`` with its turns, as one network call (:mod:`.window_pitch`)."""
+        for done, corner in enumerate(todo, start=1):
+            progress.check()
+            self._cache[corner] = self._pitch_searched(corner)
+            progress.update(done / len(todo), f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
 
     def _predict(self, sem_windows: NDArray, img_windows: NDArray | None) -> NDArray:
         """(B, 4, *size) class probabilities of (B, *size) mask windows (and image windows, if the model reads them)."""
@@ -238,7 +246,7 @@ def split_instances(
             windows move onto the consensus centroids of the fused vertebrae, and a new pass runs when any window
             moved or the number of vertebrae changed. 1 = centroid finding only places the windows.
         pitch: Which windows are also tried turned about the left-right axis, and when a turn wins
-            (:mod:`.window_pitch`); ``PitchSearch(angles_deg=())`` turns the search off.
+            (:mod:`.window_pitch`); ``UPRIGHT_ONLY`` turns the search off.
         progress: Reports per batch of windows; cancellation is checked per batch.
 
     Raises:

@@ -21,7 +21,7 @@ import numpy as np
 from numpy.typing import NDArray
 from scipy import ndimage
 
-__all__ = ["PitchSearch", "DEFAULT_PITCH_SEARCH", "certainty", "pitched_inputs", "pick_pitch"]
+__all__ = ["PitchSearch", "DEFAULT_PITCH_SEARCH", "UPRIGHT_ONLY", "certainty", "pitched_inputs", "pick_pitch"]
 
 
 @dataclass(frozen=True)
@@ -51,6 +51,7 @@ class PitchSearch:
 
 
 DEFAULT_PITCH_SEARCH = PitchSearch()
+UPRIGHT_ONLY = PitchSearch(angles_deg=())  # the search off: every window upright, as before the search existed
 
 
 def _turn(angle_deg: float) -> NDArray[np.float64]:
