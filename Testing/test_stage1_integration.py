@@ -58,7 +58,9 @@ def test_convert_train_predict_on_cpu(tmp_path, monkeypatch):
     tuned = train_stage1(
         990, folders=folders, schedule=schedule, device="cpu", skip_preprocessing=True, pretrained_weights=start_from
     )
-    assert f"fine-tuned from {tmp_path.name}/start.pth" in json.loads(tuned.card.read_text())["notes"]
+    # same classes: the start's output layers are kept (nnU-Net's own fine-tuning would start them afresh)
+    notes = json.loads(tuned.card.read_text())["notes"]
+    assert f"fine-tuned from {tmp_path.name}/start.pth (its output layers kept)" in notes
     fold_card = json.loads((tuned.model_folder / "fold_all" / CARD_FILE).read_text())  # the fold keeps its own
     assert fold_card["notes"] == json.loads(tuned.card.read_text())["notes"] and fold_card["checksums"] == {}
 

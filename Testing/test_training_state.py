@@ -182,7 +182,8 @@ def test_each_fold_exports_its_own_card(script, tmp_path):
 
 
 def test_an_export_says_which_real_ct_labels_its_fold_trained_on(script, tmp_path):
-    """Folds trained before S1 was derived under L5 (labels version 2, no note) must not claim it; later ones do."""
+    """Folds trained before S1 was derived under L5 (labels version 2, no note) must not claim it; later ones do, and
+    say how long the base they started from had trained."""
     from spineinstanceseg.stage1.model_card import read_card, write_card
     from spineinstanceseg.stage1.training import build_model_card
 
@@ -193,10 +194,23 @@ def test_an_export_says_which_real_ct_labels_its_fold_trained_on(script, tmp_pat
         torch.save(_checkpoint(30, finished=True), model_folder / f"fold_{fold}" / "checkpoint_final.pth")
         card, _ = build_model_card(model_folder, name=f"stage1_fold_{fold}", training_data="", trainer="t", plans="p")
         write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
-    script._note_labels_version(model_folder / "fold_0")  # what a training run now does when a fold finishes
+    base = model_folder / "fold_4" / "checkpoint_final.pth"
+    script._note_fold_facts(model_folder / "fold_0", base, model_folder)  # what a run does when a fold finishes
 
     new = read_card(script.export_fold(model_folder, "0", _GROUPS, tmp_path / "fold_0"))
     old = read_card(script.export_fold(model_folder, "4", _GROUPS, tmp_path / "fold_4"))
     assert f"{script.LABELS_NOTE}{script.LABELS_VERSION}" in new.notes
+    assert "start weights fold_4: 30 epochs in all" in new.notes
     assert "S1 bone and the L5-S1 disc" in new.training_data
     assert "S1" not in old.training_data and script.labels_version_of(old) == 2
+
+
+def test_a_fold_card_says_how_long_its_start_weights_trained(script, tmp_path):
+    """A fine-tune from the base counts every stage of the base; an extension's start folder names its epochs."""
+    model_folder = tmp_path / "results"
+    (model_folder / "fold_4_at_150").mkdir(parents=True)
+    torch.save(_checkpoint(150, finished=True), model_folder / "fold_4_at_150" / "checkpoint_final.pth")
+    (model_folder / "fold_4").mkdir()
+    torch.save(_checkpoint(150, finished=True), model_folder / "fold_4" / "checkpoint_final.pth")
+    assert script.start_epochs(model_folder / "fold_4" / "checkpoint_final.pth", model_folder) == 300
+    assert script.start_epochs(model_folder / "fold_4_at_150" / "checkpoint_final.pth", model_folder) == 150

@@ -35,6 +35,11 @@ learning-rate schedule of the missing epochs) until it has trained TOTAL epochs 
 started from stay in ``fold_<f>_at_<epochs so far>``. Rerun with the same TOTAL to resume an interrupted extension;
 a larger TOTAL extends again.
 
+Fine-tunes and extensions start from the start checkpoint's output layers too (same classes;
+``spineinstanceseg.stage1.start_weights``); nnU-Net's own fine-tuning starts them afresh, as every fold started
+before 2026-12-05 12:30 UTC did (the extension of fold 4 to 300 epochs included). Each fold's card says which, and
+how many epochs its start weights had trained.
+
 Resuming: rerun with the same --work. Finished steps are skipped (marker files, final checkpoints); an interrupted
 fold continues from its ``checkpoint_latest.pth`` (saved every 5 epochs). To move training to another session,
 keep WORK/nnunet/nnUNet_results, or save the checkpoints with ``--save-state DIR`` (committed in the repo under
@@ -389,18 +394,33 @@ def train(fold: str, args, model_folder: Path, folders, *, start_from: Path | No
     train_stage1(DATASET_ID, folders=folders, fold=fold if fold == "all" else int(fold),
                  schedule=_schedule(epochs, args), device=args.device, resume=resume, skip_preprocessing=True,
                  model_name=f"stage1_fold_{fold}", pretrained_weights=None if resume else start_from)  # fmt: skip
-    _note_labels_version(fold_dir)
+    _note_fold_facts(fold_dir, start_from, model_folder)
     _say(f"   fold {fold} done in {time.perf_counter() - t:.0f} s")
 
 
-def _note_labels_version(fold_dir: Path) -> None:
-    """Record in the fold's card which derivation of the real cases' labels it trained on (exports describe it)."""
+def _note_fold_facts(fold_dir: Path, start_from: Path | None, model_folder: Path) -> None:
+    """Record in the fold's card which derivation of the real cases' labels it trained on, and how long its start
+    weights had trained (exports describe both)."""
     from spineinstanceseg.stage1.model_card import read_card, write_card
 
     card = read_card(fold_dir)
-    if card is not None:
-        card.notes.append(f"{LABELS_NOTE}{LABELS_VERSION}")
-        write_card(card, fold_dir, checksum_files=[])
+    if card is None:
+        return
+    card.notes.append(f"{LABELS_NOTE}{LABELS_VERSION}")
+    if start_from is not None:
+        card.notes.append(
+            f"start weights {start_from.parent.name}: {start_epochs(start_from, model_folder)} epochs in all"
+        )
+    write_card(card, fold_dir, checksum_files=[])
+
+
+def start_epochs(start_from: Path, model_folder: Path) -> int:
+    """Epochs in all behind a start checkpoint: ``fold_<f>_at_<E>`` says E; a finished fold counts its stages."""
+    name = start_from.parent.name
+    prefix, _, at = name.rpartition("_at_")
+    if prefix and at.isdigit():
+        return int(at)
+    return epochs_in_all(model_folder, name.removeprefix("fold_")) or 0
 
 
 def labels_version_of(card) -> int:
@@ -418,12 +438,12 @@ def earlier_stages(model_folder: Path, fold: str) -> list[int]:
 
 def epochs_in_all(model_folder: Path, fold: str) -> int | None:
     """Epochs fold ``fold``'s finished weights trained in all (earlier stages included); None while unfinished."""
-    import torch
+    from spineinstanceseg.stage1.start_weights import read_checkpoint
 
     final = model_folder / f"fold_{fold}" / "checkpoint_final.pth"
     if not final.is_file():
         return None
-    own = int(torch.load(final, map_location="cpu", weights_only=False).get("current_epoch", -1))
+    own = int(read_checkpoint(final).get("current_epoch", -1))
     return max(earlier_stages(model_folder, fold), default=0) + own
 
 

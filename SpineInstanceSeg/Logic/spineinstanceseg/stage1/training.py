@@ -195,6 +195,7 @@ def train_stage1(
     validate: bool | None = None,
     model_name: str | None = None,
     pretrained_weights: Path | None = None,
+    carry_output_layers: bool = True,
 ) -> TrainResult:
     """Plan, preprocess and train one fold of stage 1 on a converted dataset, then write the model card.
 
@@ -208,6 +209,8 @@ def train_stage1(
         validate: Run nnU-Net's final validation (default: only for the paper setting).
         pretrained_weights: An nnU-Net checkpoint of the same architecture to start from (fine-tuning); not with
             ``resume``.
+        carry_output_layers: Start from the checkpoint's output layers too when it has the same classes
+            (:mod:`.start_weights`); ``False`` starts them afresh, as nnU-Net's own fine-tuning does.
     """
     # lazy: torch and nnU-Net load when a training runs; the recipe (plans, schedules) imports without them
     from . import nnunet_adapter as adapter
@@ -229,7 +232,7 @@ def train_stage1(
             plans = adapter.plan_and_preprocess(dataset_id, num_processes=num_processes, edit_plans=edit)
         log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans,
                  resolved.describe())  # fmt: skip
-        model_folder = adapter.train_fold(
+        trained = adapter.train_fold(
             dataset_id,
             configuration=CONFIGURATION,
             fold=fold_value,
@@ -239,13 +242,15 @@ def train_stage1(
             resume=resume,
             validate=(short is None) if validate is None else validate,
             pretrained_weights=pretrained_weights,
+            output_layers=carry_output_layers,
         )
+    model_folder = trained.model_folder
     notes = [
         f"fold {fold_value}",
         _schedule_text(short),
         f"device {resolved.name}",
         f"nnunetv2 {adapter.NNUNET_VERSION}",
-        *([f"fine-tuned from {_folder_and_name(pretrained_weights)}"] if pretrained_weights else []),
+        *([_start_note(pretrained_weights, trained.output_layers_carried)] if pretrained_weights else []),
     ]
     dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
     card, checkpoints = build_model_card(
@@ -270,6 +275,12 @@ def write_fold_card(card: ModelCard, model_folder: Path, fold: int | str) -> Pat
     export.
     """
     return write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
+
+
+def _start_note(pretrained_weights: Path, output_layers_carried: bool) -> str:
+    """The card note on a fine-tune's start: which checkpoint, and whether its output layers were kept."""
+    layers = "its output layers kept" if output_layers_carried else "output layers started afresh"
+    return f"fine-tuned from {_folder_and_name(pretrained_weights)} ({layers})"
 
 
 def _folder_and_name(path: Path) -> str:
