@@ -33,7 +33,7 @@ def summary(numbers: dict) -> dict:
     """The totals of a benchmark JSON (per-case rows stay in the benchmark's own output)."""
     if "accuracy" in numbers:  # bench_pipeline.py
         rows = numbers["accuracy"]
-        keys = ("vertebrae", "whole", "whole_found", "cut", "cut_found")
+        keys = ("vertebrae", "whole", "whole_found", "cut", "cut_found", "cut_large", "cut_large_found")
         out = {key: sum(int(r[key]) for r in rows) for key in keys if all(key in r for r in rows)}
         means = ("f1", "dice", "bone_f1", "bone_dice")  # bone_*: with the CT bone boundary step
         present = [k for k in means if all(k in r for r in rows)]
