@@ -11,8 +11,11 @@ import importlib.util
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
+
+from spineinstanceseg.stage1.start_weights import read_checkpoint, read_start_record, write_start_record
 
 SCRIPT = Path(__file__).resolve().parents[1] / "scripts" / "train_bundled_stage1.py"
 
@@ -33,7 +36,7 @@ def _checkpoint(epoch: int, *, finished: bool) -> dict:
         "init_args": {"configuration": "3d_fullres", "fold": 0},
         "inference_allowed_mirroring_axes": (0, 1, 2),
         "current_epoch": epoch,
-        "logging": {"train_losses": [0.5] * epoch},
+        "logging": {"train_losses": [np.float32(0.5)] * epoch},  # nnU-Net logs numpy numbers
     }
 
 
@@ -60,6 +63,8 @@ def _write_dataset_files(script, model_folder: Path) -> None:
 def test_saved_state_resumes_where_training_stopped(script, tmp_path):
     first, state, second = tmp_path / "session1", tmp_path / "state", tmp_path / "session2"
     _session_one(first)
+    base = first / "fold_4" / "checkpoint_final.pth"
+    write_start_record(first / "fold_0", base, output_layers_kept=True)  # fold 0 is a fine-tune of the base
     script.save_state(first, state)
 
     saved = torch.load(state / "fold_0" / "checkpoint_latest.pth", weights_only=True)  # plain data only
@@ -71,6 +76,9 @@ def test_saved_state_resumes_where_training_stopped(script, tmp_path):
     resumed = torch.load(second / "fold_0" / "checkpoint_latest.pth", weights_only=True)
     assert resumed["current_epoch"] == 20
     assert torch.equal(resumed["network_weights"]["conv.weight"], torch.full((2, 2), 20.0))
+    # the resumed fine-tune's card can still say where it started
+    assert read_start_record(second / "fold_0") == ("fold_4/checkpoint_final.pth", True)
+    assert read_start_record(second / "fold_4") is None
 
 
 def test_restore_keeps_newer_work(script, tmp_path):
@@ -81,7 +89,7 @@ def test_restore_keeps_newer_work(script, tmp_path):
 
     script.restore_state(state, first)
 
-    assert torch.load(first / "fold_0" / "checkpoint_latest.pth", weights_only=True)["current_epoch"] == 25
+    assert read_checkpoint(first / "fold_0" / "checkpoint_latest.pth")["current_epoch"] == 25
 
 
 def test_fold_finished_in_an_earlier_session_exports(script, tmp_path):
@@ -120,14 +128,14 @@ def test_extend_continues_a_finished_fold_from_its_own_weights(script, tmp_path,
     script.extend("0", args, model_folder, folders=None)
     before = model_folder / "fold_0_at_30" / "checkpoint_final.pth"
     assert calls == [("0", before, 40)]
-    assert torch.load(before, weights_only=True)["current_epoch"] == 30
+    assert read_checkpoint(before)["current_epoch"] == 30
     assert not (model_folder / "fold_0").exists()  # the extension trains into a fresh fold folder
 
     (model_folder / "fold_0").mkdir()  # interrupted: the extension left a latest checkpoint
     torch.save(_checkpoint(10, finished=False), model_folder / "fold_0" / "checkpoint_latest.pth")
     script.extend("0", args, model_folder, folders=None)
     assert calls[-1] == ("0", before, 40)
-    assert torch.load(before, weights_only=True)["current_epoch"] == 30  # not replaced by the partial extension
+    assert read_checkpoint(before)["current_epoch"] == 30  # not replaced by the partial extension
 
     with pytest.raises(SystemExit, match="fold 1 has not finished"):
         script.extend("1", args, model_folder, folders=None)

@@ -124,7 +124,7 @@ def train(work: Path, *, epochs: int, iterations: int, init: Path | None = None)
         resume=False,
         validate=False,
         pretrained_weights=init,
-    ).model_folder
+    )
 
 
 def export(trained: Path, home: Path) -> Path:

@@ -312,25 +312,28 @@ def _plain(value):
 
 
 def save_state(model_folder: Path, state: Path) -> None:
-    """Copy each fold's newest checkpoint (final, else latest) into ``state/fold_<f>/`` as plain data."""
+    """Copy each fold's newest checkpoint (final, else latest) into ``state/fold_<f>/`` as plain data, with the
+    fold's card and the record of the weights it started from."""
     import torch
+
+    from spineinstanceseg.stage1.start_weights import START_RECORD, read_checkpoint
 
     for fold_dir in sorted(model_folder.glob("fold_*")):
         name = next((n for n in STATE_FILES if (fold_dir / n).is_file()), None)
         if name is None:
             continue
-        # our own training output: full unpickling is safe here; what is saved loads with weights_only=True
-        checkpoint = _plain(torch.load(fold_dir / name, map_location="cpu", weights_only=False))
+        checkpoint = _plain(read_checkpoint(fold_dir / name))  # numpy log values become plain numbers
         if name == "checkpoint_final.pth":
             checkpoint["optimizer_state"] = None  # a finished fold is only a starting point or an export
         target = state / fold_dir.name
         target.mkdir(parents=True, exist_ok=True)
-        for old in (*STATE_FILES, CARD_FILE):
+        for old in (*STATE_FILES, CARD_FILE, START_RECORD):
             (target / old).unlink(missing_ok=True)
         torch.save(checkpoint, target / (name + ".partial"))
         os.replace(target / (name + ".partial"), target / name)
-        if (fold_dir / CARD_FILE).is_file():  # the fold's own card (what it trained on, from which weights)
-            shutil.copy2(fold_dir / CARD_FILE, target / CARD_FILE)
+        for kept in (CARD_FILE, START_RECORD):  # the fold's own card; where an unfinished fine-tune started
+            if (fold_dir / kept).is_file():
+                shutil.copy2(fold_dir / kept, target / kept)
         _say(f"saved {fold_dir.name}/{name} (epoch {checkpoint.get('current_epoch')}) to {target}")
     if (model_folder / CARD_FILE).is_file():
         shutil.copy2(model_folder / CARD_FILE, state / CARD_FILE)
@@ -340,6 +343,8 @@ def restore_state(state: Path, model_folder: Path) -> None:
     """Put the saved checkpoints back where nnU-Net resumes from, unless the work folder already has newer ones."""
     import torch
 
+    from spineinstanceseg.stage1.start_weights import START_RECORD, read_checkpoint
+
     for saved in sorted(state.glob("fold_*/checkpoint_*.pth")):
         fold_dir = model_folder / saved.parent.name
         if (fold_dir / "checkpoint_final.pth").is_file():
@@ -347,13 +352,14 @@ def restore_state(state: Path, model_folder: Path) -> None:
         checkpoint = torch.load(saved, map_location="cpu", weights_only=True)
         latest = fold_dir / "checkpoint_latest.pth"
         if saved.name == "checkpoint_latest.pth" and latest.is_file():
-            have = torch.load(latest, map_location="cpu", weights_only=False).get("current_epoch", -1)
+            have = read_checkpoint(latest).get("current_epoch", -1)
             if have >= checkpoint.get("current_epoch", -1):
                 continue
         fold_dir.mkdir(parents=True, exist_ok=True)
         shutil.copy2(saved, fold_dir / saved.name)
-        if (saved.parent / CARD_FILE).is_file():
-            shutil.copy2(saved.parent / CARD_FILE, fold_dir / CARD_FILE)
+        for kept in (CARD_FILE, START_RECORD):
+            if (saved.parent / kept).is_file():
+                shutil.copy2(saved.parent / kept, fold_dir / kept)
         _say(f"restored {saved.parent.name}/{saved.name} (epoch {checkpoint.get('current_epoch')})")
     if (state / CARD_FILE).is_file() and not (model_folder / CARD_FILE).is_file():
         model_folder.mkdir(parents=True, exist_ok=True)

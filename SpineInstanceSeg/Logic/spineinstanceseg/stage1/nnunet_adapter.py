@@ -26,7 +26,6 @@ import warnings
 from collections.abc import Callable, Iterator, Sequence
 from contextvars import ContextVar
 from pathlib import Path
-from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -45,7 +44,6 @@ from .environment import data_worker_variables, nnunet_environment, trainer_vari
 __all__ = [
     "NNUNET_VERSION",
     "PatchCallback",
-    "FoldTraining",
     "check_weights_only",
     "load_predictor",
     "predict_array",
@@ -151,13 +149,6 @@ class _ProgressPredictor(nnUNetPredictor):
             n_folds = len(self.list_of_parameters or [None])
             self.on_patch(max(self._fold, 0), n_folds, self._done, self._total)
         return prediction
-
-
-class FoldTraining(NamedTuple):
-    """What :func:`train_fold` did: the model folder, and whether the start weights' output layers were kept."""
-
-    model_folder: Path
-    output_layers_carried: bool = False
 
 
 def check_weights_only(path: Path) -> None:
@@ -312,20 +303,19 @@ def train_fold(
     validate: bool,
     pretrained_weights: Path | None = None,
     output_layers: bool = True,
-) -> FoldTraining:
-    """Train one fold with an nnU-Net trainer class (``nnUNetv2_train``).
+) -> Path:
+    """Train one fold with an nnU-Net trainer class (``nnUNetv2_train``) and return the model folder.
 
     The model folder is ``$nnUNet_results/DatasetNNN_NAME/TRAINER__PLANS__CONFIGURATION`` (the folder to pass
     to the adapter). ``validate`` runs nnU-Net's final validation (it predicts every validation case).
     ``pretrained_weights`` start the training from a checkpoint, read as plain data, with its output layers when
     ``output_layers`` is set and the classes are the same (:mod:`.start_weights`; nnU-Net's own loader would
-    unpickle anything and always start the output layers afresh).
+    unpickle anything and always start the output layers afresh); the fold folder records that start.
     """
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
 
-    from .start_weights import load_start_weights
+    from .start_weights import load_start_weights, write_start_record
 
-    carried: list[str] = []
     with nnunet_environment({**trainer_variables(), **data_worker_variables()}):
         nnunet_trainer = get_trainer_from_args(
             str(dataset_id), configuration, fold, trainer, plans_identifier, resume, device=device
@@ -334,9 +324,11 @@ def train_fold(
             if not nnunet_trainer.was_initialized:
                 nnunet_trainer.initialize()
             carried = load_start_weights(nnunet_trainer.network, Path(pretrained_weights), output_layers=output_layers)
+            write_start_record(Path(nnunet_trainer.output_folder), Path(pretrained_weights),
+                               output_layers_kept=bool(carried))  # fmt: skip
         else:
             maybe_load_checkpoint(nnunet_trainer, resume, False, None)
         nnunet_trainer.run_training()  # nnU-Net's training log stays on stdout: a training's progress report
         if validate:
             nnunet_trainer.perform_actual_validation(False)
-        return FoldTraining(Path(nnunet_trainer.output_folder_base), bool(carried))
+        return Path(nnunet_trainer.output_folder_base)

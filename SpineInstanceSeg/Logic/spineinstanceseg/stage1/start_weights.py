@@ -16,6 +16,7 @@ once lost for a whole 50-epoch fine-tune that way (``training-state/stage1/PROGR
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -24,11 +25,21 @@ import torch
 
 from ..errors import ModelError
 
-__all__ = ["OUTPUT_LAYER_KEY", "load_start_weights", "read_checkpoint"]
+__all__ = [
+    "OUTPUT_LAYER_KEY",
+    "START_RECORD",
+    "load_start_weights",
+    "read_checkpoint",
+    "read_start_record",
+    "write_start_record",
+]
 
 log = logging.getLogger(__name__)
 
 OUTPUT_LAYER_KEY = ".seg_layers."  # nnU-Net's name for the 1x1x1 convolutions that give the class scores
+# Written into a fold's folder when its training starts from weights, so a run that resumes it (another session)
+# can still say on the card where it started: resuming loads the fold's own checkpoint, not the start weights.
+START_RECORD = "start_weights.json"
 
 
 def _numpy_log_types() -> list:
@@ -101,3 +112,22 @@ def load_start_weights(network: torch.nn.Module, path: Path, *, output_layers: b
     if output_layers and not heads_fit:
         log.info("start weights %s: other classes, output layers start afresh", path)
     return carried
+
+
+def write_start_record(fold_folder: Path, start: Path, *, output_layers_kept: bool) -> Path:
+    """Record in ``fold_folder`` which checkpoint a training started from (``fold_4/checkpoint_final.pth``: the
+    name says nothing without its folder) and whether its output layers were kept."""
+    fold_folder.mkdir(parents=True, exist_ok=True)
+    record = {"start_weights": f"{start.parent.name}/{start.name}", "output_layers_kept": bool(output_layers_kept)}
+    target = fold_folder / START_RECORD
+    target.write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+    return target
+
+
+def read_start_record(fold_folder: Path) -> tuple[str, bool] | None:
+    """``(start weights, output layers kept)`` recorded in ``fold_folder``; None when it trained from scratch."""
+    path = fold_folder / START_RECORD
+    if not path.is_file():
+        return None
+    record = json.loads(path.read_text(encoding="utf-8"))
+    return str(record["start_weights"]), bool(record["output_layers_kept"])

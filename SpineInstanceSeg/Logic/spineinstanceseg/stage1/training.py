@@ -214,6 +214,7 @@ def train_stage1(
     """
     # lazy: torch and nnU-Net load when a training runs; the recipe (plans, schedules) imports without them
     from . import nnunet_adapter as adapter
+    from .start_weights import read_start_record
 
     resolved = resolve_device(device)
     _check_start(resume, pretrained_weights)
@@ -232,7 +233,7 @@ def train_stage1(
             plans = adapter.plan_and_preprocess(dataset_id, num_processes=num_processes, edit_plans=edit)
         log.info("training %s fold %s with %s (%s) on %s", dataset_folder.name, fold_value, trainer, plans,
                  resolved.describe())  # fmt: skip
-        trained = adapter.train_fold(
+        model_folder = adapter.train_fold(
             dataset_id,
             configuration=CONFIGURATION,
             fold=fold_value,
@@ -244,13 +245,13 @@ def train_stage1(
             pretrained_weights=pretrained_weights,
             output_layers=carry_output_layers,
         )
-    model_folder = trained.model_folder
+    start = read_start_record(model_folder / f"fold_{fold_value}") if (pretrained_weights or resume) else None
     notes = [
         f"fold {fold_value}",
         _schedule_text(short),
         f"device {resolved.name}",
         f"nnunetv2 {adapter.NNUNET_VERSION}",
-        *([_start_note(pretrained_weights, trained.output_layers_carried)] if pretrained_weights else []),
+        *([_start_note(*start)] if start else []),
     ]
     dataset_json = json.loads((dataset_folder / "dataset.json").read_text(encoding="utf-8"))
     card, checkpoints = build_model_card(
@@ -277,15 +278,11 @@ def write_fold_card(card: ModelCard, model_folder: Path, fold: int | str) -> Pat
     return write_card(card, model_folder / f"fold_{fold}", checksum_files=[])
 
 
-def _start_note(pretrained_weights: Path, output_layers_carried: bool) -> str:
-    """The card note on a fine-tune's start: which checkpoint, and whether its output layers were kept."""
-    layers = "its output layers kept" if output_layers_carried else "output layers started afresh"
-    return f"fine-tuned from {_folder_and_name(pretrained_weights)} ({layers})"
-
-
-def _folder_and_name(path: Path) -> str:
-    """``fold_0/checkpoint_final.pth``: a checkpoint's name says nothing without its fold folder."""
-    return f"{Path(path).parent.name}/{Path(path).name}"
+def _start_note(start_weights: str, output_layers_kept: bool) -> str:
+    """The card note on a fine-tune's start (also after a resume): which checkpoint, and whether its output layers
+    were kept."""
+    layers = "its output layers kept" if output_layers_kept else "output layers started afresh"
+    return f"fine-tuned from {start_weights} ({layers})"
 
 
 def _check_start(resume: bool, pretrained_weights: Path | None) -> None:
