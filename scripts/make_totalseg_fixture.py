@@ -131,6 +131,8 @@ def export(trained: Path, home: Path) -> Path:
     """Copy the model into TotalSegmentator's layout under ``home``: weights only, float16, its trainer name."""
     import torch
 
+    from spineinstanceseg.stage1.start_weights import read_checkpoint
+
     target = model_folder(home)
     if target.exists():
         shutil.rmtree(target)
@@ -139,7 +141,7 @@ def export(trained: Path, home: Path) -> Path:
     plans = json.loads((trained / "plans.json").read_text(encoding="utf-8"))
     plans["plans_name"] = PLANS_NAME
     (target / "plans.json").write_text(json.dumps(plans, indent=1), encoding="utf-8")
-    checkpoint = torch.load(trained / "fold_0" / "checkpoint_final.pth", map_location="cpu", weights_only=False)
+    checkpoint = read_checkpoint(trained / "fold_0" / "checkpoint_final.pth")
     weights = checkpoint["network_weights"]
     slim = {
         "network_weights": {k: v.half() if v.is_floating_point() else v for k, v in weights.items()},

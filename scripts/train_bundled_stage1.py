@@ -222,14 +222,14 @@ def _write_export(model_folder: Path, fold: str, groups: dict[str, list[str]], t
 
     from spineinstanceseg.stage1.model_card import read_card, write_card
     from spineinstanceseg.stage1.nnunet_adapter import check_weights_only
+    from spineinstanceseg.stage1.start_weights import read_checkpoint
 
     (tmp / "fold_all").mkdir()
     for name in ("dataset.json", "plans.json"):
         shutil.copy2(model_folder / name, tmp / name)
-    # Our own training output, so unpickling it in full is safe here; what is exported holds only tensors and plain
-    # data (what nnU-Net's predictor reads), so it loads with weights_only=True.
-    checkpoint = torch.load(model_folder / f"fold_{fold}" / "checkpoint_final.pth", map_location="cpu",
-                            weights_only=False)  # fmt: skip
+    # read as plain data; what is exported holds only tensors and plain data (what nnU-Net's predictor reads), so
+    # it loads with weights_only=True
+    checkpoint = read_checkpoint(model_folder / f"fold_{fold}" / "checkpoint_final.pth")
     axes = checkpoint.get("inference_allowed_mirroring_axes")
     shipped = {
         "network_weights": dict(checkpoint["network_weights"]),
