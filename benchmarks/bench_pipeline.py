@@ -297,7 +297,7 @@ def _instance_scores(result, ref: np.ndarray, image):
 def _whole_and_cut(scores, ref: np.ndarray) -> dict:
     """Reference vertebrae inside the field of view vs. those an edge of the volume cuts (touching a face); the cut
     ones also counted apart when at least ``LARGE_CUT_SHARE`` of a vertebra is in view (their volume against the
-    whole vertebra next to them): slivers of a few percent are what stage 1 barely sees."""
+    nearest whole vertebra): slivers of a few percent are what stage 1 barely sees."""
     from scipy import ndimage
 
     from spineinstanceseg.volume import box_touches_face
@@ -309,9 +309,9 @@ def _whole_and_cut(scores, ref: np.ndarray) -> dict:
     whole = [r for r in refs if r.ref_label not in cut]
     whole_labels = {r.ref_label for r in whole}
 
-    def share_in_view(label: int) -> float:
-        beside = [n for n in (label - 1, label + 1) if n in whole_labels]
-        return float(sizes[label]) / float(sizes[beside[0]]) if beside else 1.0
+    def share_in_view(label: int) -> float:  # against the nearest whole vertebra (two may be cut at one end)
+        nearest = min(whole_labels, key=lambda n: (abs(n - label), n), default=None)
+        return float(sizes[label]) / float(sizes[nearest]) if nearest is not None else 1.0
 
     large = [r for r in refs if r.ref_label in cut and share_in_view(r.ref_label) >= LARGE_CUT_SHARE]
     return {
