@@ -85,11 +85,18 @@ class OracleModel:
     passes of the window iteration move to, and around ``extra_centres``), and labels the input's vertebra voxels
     as top/centre/bottom from the true instance map, the centre being the true vertebra nearest the window's centre.
     A window it cannot place (one that stage 2's pitch search turned) gets an unsure answer (every class 0.25),
-    so that the upright window wins; ``unplaced`` counts them.
+    so that the upright window wins; ``unplaced`` counts them. ``sure`` is the probability it gives its answer
+    (the rest spread over the other classes): below the pitch search's gate, every window is also tried turned.
     """
 
     def __init__(
-        self, semantic: Volume, instances: Volume, config: FakeConfig | None = None, *, extra_centres=()
+        self,
+        semantic: Volume,
+        instances: Volume,
+        config: FakeConfig | None = None,
+        *,
+        extra_centres=(),
+        sure: float = 1.0,
     ) -> None:
         self.config = config or FakeConfig()
         spec = self.config.window
@@ -107,6 +114,7 @@ class OracleModel:
         self.batches: list[int] = []
         self.corners: list[tuple[int, ...]] = []  # where each answered window was, in call order
         self.unplaced = 0
+        self.sure = float(sure)
 
     def _corner_of(self, window_vertebra: np.ndarray) -> np.ndarray | None:
         size = self.config.window.size
@@ -138,7 +146,8 @@ class OracleModel:
                 if 0 <= c + offset < len(self.order):
                     cls[truth == self.order[c + offset]] = klass
             cls[inputs[b, 0] == 0] = 0  # only vertebra voxels of the input are labelled
-            out[b] = np.moveaxis(np.eye(4, dtype=np.float32)[cls], -1, 0)
+            one_hot = np.moveaxis(np.eye(4, dtype=np.float32)[cls], -1, 0)
+            out[b] = one_hot * self.sure + (1.0 - one_hot) * (1.0 - self.sure) / 3.0
         return out
 
 

@@ -140,18 +140,24 @@ def test_progress_is_reported_per_batch_and_cancel_stops_between_batches():
     assert oracle.batches == [2]
 
 
-def test_pitch_search_sends_each_window_with_its_turns_and_keeps_the_upright_answer_it_trusts():
-    """With the default search every window goes through the network upright and turned by each angle, as one
-    batch, with progress per window; the oracle is sure upright only, so the result equals the upright split."""
+def test_pitch_search_tries_unsure_windows_turned_and_keeps_the_upright_answer_it_trusts():
+    """A window whose upright answer is less certain than the search's gate goes through the network again, turned
+    by each angle in one call; the oracle is sure upright only, so the result equals the upright split. A sure
+    upright answer is not searched at all."""
     semantic, instances = oblique_box_case(n=5)
     seen: list[tuple[str, float, str]] = []
-    oracle = OracleModel(semantic, instances)
-    result = split_instances(semantic, model=oracle, iterations=1, progress=Progress(lambda *a: seen.append(a)))
+    unsure = OracleModel(semantic, instances, sure=0.9)
+    assert 0.9 < DEFAULT_PITCH_SEARCH.search_below
+    result = split_instances(semantic, model=unsure, iterations=1, progress=Progress(lambda *a: seen.append(a)))
     turns = len(DEFAULT_PITCH_SEARCH.angles_deg)
-    assert oracle.batches == [1 + turns] * 5 and oracle.unplaced == turns * 5
-    assert len([m for _, _, m in seen if m.startswith("stage-2 windows")]) == 5
+    assert unsure.batches == [4, turns, turns, turns, turns, 1, turns] and unsure.unplaced == turns * 5
+    assert len([m for _, _, m in seen if m.startswith("stage-2 windows")]) == 2  # per batch of upright windows
     upright = split_instances(semantic, model=OracleModel(semantic, instances), iterations=1, pitch=UPRIGHT_ONLY)
     np.testing.assert_array_equal(np.asarray(result.instances.array), np.asarray(upright.instances.array))
+
+    sure = OracleModel(semantic, instances)
+    split_instances(semantic, model=sure, iterations=1)
+    assert sure.batches == [4, 1] and sure.unplaced == 0
 
 
 def test_window_iteration_moves_misplaced_windows_onto_the_vertebrae(monkeypatch):

@@ -77,9 +77,9 @@ def add_segment_options(parser: argparse.ArgumentParser) -> None:
         "--no-pitch-search",
         dest="pitch_search",
         action="store_false",
-        help="run each stage-2 window upright only, without also trying it turned 20 and 30 degrees about the "
-        "left-right axis (the turns keep a vertebra that leans far forwards in the lordosis whole; off saves about "
-        "a tenth of the CPU time)",
+        help="run each stage-2 window upright only, without also trying the windows the network is unsure of "
+        "turned 20 and 30 degrees about the left-right axis (the turns keep a vertebra that leans far forwards in "
+        "the lordosis whole; off saves about 2 %% of the CPU time)",
     )
     models.add_argument(
         "--totalseg-task",

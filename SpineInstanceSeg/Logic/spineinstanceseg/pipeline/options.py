@@ -61,8 +61,8 @@ class SegmentOptions:
         lowest / anchor / with_t13 / with_l6: Level naming.
         bone_boundary: On CT, move the vertebra surfaces of a stage-1 model to the bone edge seen in the image
             (:mod:`spineinstanceseg.stage2.bone_boundary`); a given ``mask`` is never changed.
-        pitch_search: Also try every stage-2 window turned about the left-right axis
-            (:mod:`spineinstanceseg.stage2.window_pitch`); off saves about a tenth of the CPU time.
+        pitch_search: Also try the stage-2 windows the network is unsure of turned about the left-right axis
+            (:mod:`spineinstanceseg.stage2.window_pitch`); off saves about 2 % of the CPU time.
         exports: Outputs to write (:data:`~spineinstanceseg.output_kinds.OUTPUT_KINDS`).
         label_format: File extension of the label maps (:data:`~spineinstanceseg.output_kinds.LABEL_FORMATS`).
     """

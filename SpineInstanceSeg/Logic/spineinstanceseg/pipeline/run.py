@@ -139,8 +139,9 @@ def segment(
             to the sacrum (:mod:`spineinstanceseg.stage2.sacral_bone`); never on other images. ``None``: on when
             stage 1 is a model, off for a given mask (it is kept as given).
         batch_size: Windows per network call in stage 2.
-        pitch_search: Also try every stage-2 window turned about the left-right axis and keep a turn the network
-            is clearly more certain of (:mod:`spineinstanceseg.stage2.window_pitch`; about 1.1x the CPU time).
+        pitch_search: Also try the stage-2 windows the network is unsure of turned about the left-right axis and
+            keep a turn it is clearly more certain of (:mod:`spineinstanceseg.stage2.window_pitch`; about 1.02x
+            the CPU time).
         progress: Callback ``(step, fraction, message)``.
         cancel: Polled between windows and patches; cancelling raises ``CancelledError``.
         source: Name of the input (file path) for error messages.

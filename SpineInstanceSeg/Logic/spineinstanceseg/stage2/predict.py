@@ -40,7 +40,7 @@ from .centroids import locate_vertebrae
 from .edge_fragments import split_edge_fragments
 from .encoding import IMAGE_CHANNEL, encode_input, normalise_image
 from .fusion import WindowPrediction, dice_fusion
-from .window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch, pick_pitch, pitched_inputs
+from .window_pitch import DEFAULT_PITCH_SEARCH, PitchSearch, pick_pitch, pitched_inputs, wants_search
 from .windows import WindowSpec, crop_window, window_corner
 from .working_grid import WorkingGrid, labels_to_input_grid, to_working_grid
 
@@ -130,7 +130,8 @@ class _WindowRunner:
         self.step = max(1, int(batch_size))
         self.pitch = pitch
         self._cache: dict[tuple[int, ...], NDArray[np.int8]] = {}
-        self.turned: dict[tuple[int, ...], float] = {}  # corner -> the turn its window was predicted at (degrees)
+        # corner -> the turn (degrees, 0: upright kept) of each window the pitch search tried turned
+        self.turned: dict[tuple[int, ...], float] = {}
 
     @property
     def n_windows(self) -> int:
@@ -141,14 +142,12 @@ class _WindowRunner:
         """One prediction per centroid (window ``k`` is centred on ``centroids[k]``)."""
         corners = [tuple(int(v) for v in window_corner(c, self.spec.size)) for c in centroids]
         todo = list(dict.fromkeys(c for c in corners if c not in self._cache))
-        if self.pitch.angles_deg:
-            self._run_searched(todo, progress, label)
-        else:
-            self._run_batched(todo, progress, label)
+        self._run_batched(todo, progress, label)
         return [WindowPrediction(k, corner, self._cache[corner]) for k, corner in enumerate(corners)]
 
     def _run_batched(self, todo: list[tuple[int, ...]], progress: Progress, label: str) -> None:
-        """Upright windows at the corners ``todo``, ``self.step`` per network call."""
+        """Upright windows at the corners ``todo``, ``self.step`` per network call; a window the pitch search
+        wants is then tried turned (one more call for its turns)."""
         size = self.spec.size
         n_batches = max(1, -(-len(todo) // self.step))
         for b, start in enumerate(range(0, len(todo), self.step)):
@@ -159,17 +158,13 @@ class _WindowRunner:
             if self.image_w is not None:
                 img_windows = np.stack([crop_window(self.image_w, c, size) for c in chunk])
             outputs = self._predict(sem_windows, img_windows)
-            for corner, output in zip(chunk, outputs, strict=True):
-                self._cache[corner] = WindowPrediction.from_output(0, corner, output).labels
+            for corner, sem_window, output in zip(chunk, sem_windows, outputs, strict=True):
+                if wants_search(sem_window == VERTEBRA, output, self.pitch):
+                    self._cache[corner] = self._pitch_searched(corner, sem_window, output)
+                else:
+                    self._cache[corner] = WindowPrediction.from_output(0, corner, output).labels
             done = min(start + self.step, len(todo))
             progress.update((b + 1) / n_batches, f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
-
-    def _run_searched(self, todo: list[tuple[int, ...]], progress: Progress, label: str) -> None:
-        """Each window at the corners ``todo`` with its turns, as one network call (:mod:`.window_pitch`)."""
-        for done, corner in enumerate(todo, start=1):
-            progress.check()
-            self._cache[corner] = self._pitch_searched(corner)
-            progress.update(done / len(todo), f"stage-2 windows {done}/{len(todo)} {label}".rstrip())
 
     def _predict(self, sem_windows: NDArray, img_windows: NDArray | None) -> NDArray:
         """(B, 4, *size) class probabilities of (B, *size) mask windows (and image windows, if the model reads them)."""
@@ -183,15 +178,17 @@ class _WindowRunner:
             )
         return outputs
 
-    def _pitch_searched(self, corner: tuple[int, ...]) -> NDArray[np.int8]:
-        """The labels of the window at ``corner``, upright or turned (:mod:`.window_pitch`)."""
-        size, angles = self.spec.size, (0.0, *self.pitch.angles_deg)
-        sem_windows = pitched_inputs(self.work, corner, size, angles, order=0)
-        img_windows = None
+    def _pitch_searched(self, corner: tuple[int, ...], sem_window: NDArray, upright: NDArray) -> NDArray[np.int8]:
+        """The labels of the window at ``corner``: its upright answer ``upright`` (4, *size) or the answer of the
+        most certain turn (:mod:`.window_pitch`)."""
+        size, angles = self.spec.size, self.pitch.angles_deg
+        sem_turned = pitched_inputs(self.work, corner, size, angles, order=0)
+        img_turned = None
         if self.image_w is not None:
-            img_windows = pitched_inputs(self.image_w, corner, size, angles, order=1)
-        outputs = self._predict(sem_windows, img_windows)
-        labels, self.turned[corner] = pick_pitch(outputs, sem_windows == VERTEBRA, angles, self.pitch)
+            img_turned = pitched_inputs(self.image_w, corner, size, angles, order=1)
+        outputs = np.concatenate([upright[None], self._predict(sem_turned, img_turned)])
+        vertebra = np.concatenate([sem_window[None], sem_turned]) == VERTEBRA
+        labels, self.turned[corner] = pick_pitch(outputs, vertebra, (0.0, *angles), self.pitch)
         return labels
 
 
@@ -240,8 +237,8 @@ def split_instances(
         semantic: Label map of :mod:`spineinstanceseg.semantic` classes, any grid (oblique, anisotropic).
         model: A stage-2 model (duck-typed, see module docstring).
         image: The image on any grid covering the mask; used only if the model has an image input channel.
-        batch_size: Windows per network call without the pitch search (with it, each window and its turns make
-            one call).
+        batch_size: Upright windows per network call; a window the pitch search tries turned sends its turns in
+            one more call.
         iterations: Most passes of windows + fusion (the paper's local window iteration): after each pass the
             windows move onto the consensus centroids of the fused vertebrae, and a new pass runs when any window
             moved or the number of vertebrae changed. 1 = centroid finding only places the windows.
