@@ -40,6 +40,7 @@ from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
 from ..errors import ModelError
 from .environment import data_worker_variables, nnunet_environment, trainer_variables
+from .start_weights import load_start_weights, write_start_record
 
 __all__ = [
     "NNUNET_VERSION",
@@ -313,8 +314,6 @@ def train_fold(
     unpickle anything and always start the output layers afresh); the fold folder records that start.
     """
     from nnunetv2.run.run_training import get_trainer_from_args, maybe_load_checkpoint
-
-    from .start_weights import load_start_weights, write_start_record
 
     with nnunet_environment({**trainer_variables(), **data_worker_variables()}):
         nnunet_trainer = get_trainer_from_args(
