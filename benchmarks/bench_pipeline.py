@@ -16,12 +16,14 @@ Prints, for the bundled models (or the ones given):
    class hands stage 2 a sacrum called vertebra, which becomes false vertebrae). Two more columns
    split the reference vertebrae: *whole* ones (inside the field of view: found / mean Dice) and the ones *cut* by
    an edge of the volume (found / in view, and in brackets the same for those with at least a quarter of a
-   vertebra in view), which is where the phantoms lose most.
+   vertebra in view), which is where the phantoms lose most. The last column gives each false positive and false
+   negative of the pipeline as ``segment`` runs it (with the CT bone boundary step) with its cause
+   (``spineinstanceseg.metrics.error_causes``: split, merged, not spine, cut at the edge, missed by stage 1).
 
 Usage::
 
-    python benchmarks/bench_pipeline.py [--stage1-model DIR] [--mirroring auto|on|off] [--threads 2] [--cases 6]
-        [--skip large,accuracy] [--first-seed 920000]
+    python benchmarks/bench_pipeline.py [--stage1-model DIR] [--stage2-model DIR] [--mirroring auto|on|off]
+        [--threads 2] [--cases 6] [--skip large,accuracy] [--first-seed 920000]
 
 Numbers depend on the machine; compare ratios measured in the same run.
 """
@@ -48,16 +50,18 @@ LARGE_CUT_SHARE = 0.25  # a cut vertebra with at least this share of the whole o
 _MIRRORING = {"auto": None, "on": True, "off": False}
 
 
-def _load_models(stage1_model: str | None, device: str, mirroring: str = "auto"):
+def _load_models(stage1_model: str | None, device: str, mirroring: str = "auto", stage2_model: str | None = None):
     from spineinstanceseg.stage1.sources import NnUNetSource, bundled_source
-    from spineinstanceseg.stage2.model import load_bundled_model
+    from spineinstanceseg.stage2.model import Stage2Model, load_bundled_model
 
     mirror = _MIRRORING[mirroring]
     if stage1_model is None:
         stage1 = bundled_source(device=device, use_mirroring=mirror)
     else:
         stage1 = NnUNetSource(stage1_model, device=device, use_mirroring=mirror)
-    return stage1, load_bundled_model(device=device)
+    if stage2_model is None:
+        return stage1, load_bundled_model(device=device)
+    return stage1, Stage2Model.load(stage2_model, device=device)
 
 
 def _run(image, stage1, stage2, *, bone_boundary: bool | None = None):
@@ -166,7 +170,7 @@ def scaling(stage1, stage2) -> dict:
     return row
 
 
-def _large_child(stage1_model: str | None, threads: int, mirroring: str) -> None:
+def _large_child(stage1_model: str | None, threads: int, mirroring: str, stage2_model: str | None) -> None:
     """Runs in a fresh process: build the large volume, segment it, print JSON with times and peak RSS."""
     import torch
 
@@ -184,7 +188,7 @@ def _large_child(stage1_model: str | None, threads: int, mirroring: str) -> None
     array[tuple(slice(int(a), int(a + s)) for a, s in zip(pad_lo, shape, strict=True))] = image.array
     large = Volume(array, image.spacing, image.index_to_world(-pad_lo.astype(float)), image.direction)
     del case, image
-    stage1, stage2 = _load_models(stage1_model, "cpu", mirroring)
+    stage1, stage2 = _load_models(stage1_model, "cpu", mirroring, stage2_model)
     result, seconds = _run(large, stage1, stage2)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     out = {
@@ -200,10 +204,12 @@ def _large_child(stage1_model: str | None, threads: int, mirroring: str) -> None
     sys.stdout.write("RESULT " + json.dumps(out) + "\n")
 
 
-def large(stage1_model: str | None, threads: int, mirroring: str) -> dict:
+def large(stage1_model: str | None, threads: int, mirroring: str, stage2_model: str | None = None) -> dict:
     cmd = [sys.executable, __file__, "--large-child", "--threads", str(threads), "--mirroring", mirroring]
     if stage1_model:
         cmd += ["--stage1-model", stage1_model]
+    if stage2_model:
+        cmd += ["--stage2-model", stage2_model]
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     lines = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
     if done.returncode or not lines:
@@ -231,8 +237,8 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
     print("4. accuracy on held-out phantoms (stage 1 = the model under test):")
     print("| case | vertebrae | stage-1 Dice: vertebra, sacrum | stage 1 + CC F1 | CC mean Dice | two-stage F1 "
           "| two-stage mean Dice | whole: found, Dice | cut by the edge: found (with >= 1/4 in view) "
-          "| + bone boundary: F1, mean Dice |")  # fmt: skip
-    print("|---|---|---|---|---|---|---|---|---|---|")
+          "| + bone boundary: F1, mean Dice | its errors (cause) |")  # fmt: skip
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     settings = [
         ("ct", "lumbar", (0.8, 0.8, 1.5), 0.0),
         ("t2", "lumbar", (3.5, 0.6, 0.6), 10.0),
@@ -250,10 +256,8 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
         cc, _ = ndimage.label(labels == VERTEBRA)
         # the same stage-1 map twice: the split as stage 2 leaves it, and with the CT bone boundary step (as
         # `segment` runs with a stage-1 model; MRI is left unchanged)
-        s_two, s_bone = (
-            _instance_scores(_run(case.image, MaskSource(semantic), stage2, bone_boundary=bone)[0], ref, case.image)
-            for bone in (False, True)
-        )
+        two, bone_result = (_run(case.image, MaskSource(semantic), stage2, bone_boundary=b)[0] for b in (False, True))
+        s_two, s_bone = (_instance_scores(result, ref, case.image) for result in (two, bone_result))
         s_cc = evaluate_instances(cc, ref, case.image.spacing)
         row = {
             "case": f"{seed} {modality} {region} {spacing} tilt {tilt:.0f}",
@@ -268,11 +272,12 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
             "bone_f1": s_bone.f1,
             "bone_dice": s_bone.mean_dice,
             **_whole_and_cut(s_two, ref),
+            "errors": _error_causes(bone_result, ref),
         }
         rows.append(row)
         print(f"| {row['case']} | {row['vertebrae']} | {_stage1_text(row)} | {s_cc.f1:.3f} | {s_cc.mean_dice:.3f} | "
               f"{s_two.f1:.3f} | {s_two.mean_dice:.3f} | {_split_text(row)} | {s_bone.f1:.3f}, "
-              f"{s_bone.mean_dice:.3f} |")  # fmt: skip
+              f"{s_bone.mean_dice:.3f} | {_errors_text(row['errors'])} |")  # fmt: skip
     keys = ("stage1_vertebra_dice", "stage1_sacrum_dice", "cc_f1", "cc_dice", "f1", "dice", "bone_f1", "bone_dice")
     means = {key: float(np.nanmean([r[key] for r in rows])) for key in keys}
     counts = ("whole", "whole_found", "cut", "cut_found", "cut_large", "cut_large_found")
@@ -281,7 +286,7 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
     print(f"| mean | {sum(r['vertebrae'] for r in rows)} | {_stage1_text(means)} | {means['cc_f1']:.3f} | "
           f"{means['cc_dice']:.3f} | "
           f"{means['f1']:.3f} | {means['dice']:.3f} | {_split_text(total)} | {means['bone_f1']:.3f}, "
-          f"{means['bone_dice']:.3f} |")  # fmt: skip
+          f"{means['bone_dice']:.3f} | {_errors_text([e for r in rows for e in r['errors']])} |")  # fmt: skip
     return rows
 
 
@@ -292,6 +297,22 @@ def _instance_scores(result, ref: np.ndarray, image):
 
     pred = np.asarray(result.instances.array)
     return evaluate_instances(np.where(pred == SACRUM_CODE, 0, pred), ref, image.spacing)
+
+
+def _error_causes(result, ref: np.ndarray) -> list[str]:
+    """Each false positive and false negative of a result, as "FP <cause>" / "FN <cause>"
+    (:func:`spineinstanceseg.metrics.error_causes.classify_errors`; the sacrum left out of both)."""
+    from spineinstanceseg.levels import SACRUM_CODE
+    from spineinstanceseg.metrics.error_causes import classify_errors
+
+    pred = np.asarray(result.instances.array)
+    return [f"{e.kind} {e.cause}" for e in classify_errors(np.where(pred == SACRUM_CODE, 0, pred), ref)]
+
+
+def _errors_text(errors: list[str]) -> str:
+    """``["FP cut at the edge", "FP cut at the edge", "FN missed by stage 1"]`` -> "2 FP cut at the edge, 1 FN ..."."""
+    counts = {e: errors.count(e) for e in sorted(set(errors))}
+    return ", ".join(f"{n} {e}" for e, n in counts.items()) or "-"
 
 
 def _whole_and_cut(scores, ref: np.ndarray) -> dict:
@@ -338,6 +359,7 @@ def _split_text(row: dict) -> str:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--stage1-model", default=None, help="nnU-Net model folder (default: the bundled model)")
+    parser.add_argument("--stage2-model", default=None, help="stage-2 model folder (default: the bundled model)")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
     parser.add_argument("--cases", type=int, default=6, help="held-out phantoms for the accuracy table")
     parser.add_argument(
@@ -361,22 +383,23 @@ def main() -> int:
 
     torch.set_num_threads(max(1, args.threads))
     if args.large_child:
-        _large_child(args.stage1_model, args.threads, args.mirroring)
+        _large_child(args.stage1_model, args.threads, args.mirroring, args.stage2_model)
         return 0
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
     unknown = skip - set(PARTS)
     if unknown:
         parser.error(f"unknown part(s) {sorted(unknown)}; choose from {', '.join(PARTS)}")
     print(f"CPU, torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} cores")
-    stage1, stage2 = _load_models(args.stage1_model, "cpu", args.mirroring)
+    stage1, stage2 = _load_models(args.stage1_model, "cpu", args.mirroring, args.stage2_model)
     print(f"stage 1: {stage1.description}")
+    print(f"stage 2: {stage2.config.name} ({args.stage2_model or 'bundled'})")
     results: dict = {}
     if "timing" not in skip:
         results["timing"] = timing(stage1, stage2)
     if "scaling" not in skip:
         results["scaling"] = scaling(stage1, stage2)
     if "large" not in skip:
-        results["large"] = large(args.stage1_model, args.threads, args.mirroring)
+        results["large"] = large(args.stage1_model, args.threads, args.mirroring, args.stage2_model)
     if "accuracy" not in skip:
         results["accuracy"] = accuracy(stage1, stage2, args.cases, args.first_seed)
     if args.json:
