@@ -290,23 +290,27 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
     return rows
 
 
-def _instance_scores(result, ref: np.ndarray, image):
-    """Instance scores of a result against the reference vertebrae (the sacrum left out of both)."""
+def _vertebrae(result) -> np.ndarray:
+    """A result's instance map with the sacrum left out (the reference vertebrae leave it out too)."""
     from spineinstanceseg.levels import SACRUM_CODE
-    from spineinstanceseg.metrics import evaluate_instances
 
     pred = np.asarray(result.instances.array)
-    return evaluate_instances(np.where(pred == SACRUM_CODE, 0, pred), ref, image.spacing)
+    return np.where(pred == SACRUM_CODE, 0, pred)
+
+
+def _instance_scores(result, ref: np.ndarray, image):
+    """Instance scores of a result against the reference vertebrae (the sacrum left out of both)."""
+    from spineinstanceseg.metrics import evaluate_instances
+
+    return evaluate_instances(_vertebrae(result), ref, image.spacing)
 
 
 def _error_causes(result, ref: np.ndarray) -> list[str]:
     """Each false positive and false negative of a result, as "FP <cause>" / "FN <cause>"
     (:func:`spineinstanceseg.metrics.error_causes.classify_errors`; the sacrum left out of both)."""
-    from spineinstanceseg.levels import SACRUM_CODE
     from spineinstanceseg.metrics.error_causes import classify_errors
 
-    pred = np.asarray(result.instances.array)
-    return [f"{e.kind} {e.cause}" for e in classify_errors(np.where(pred == SACRUM_CODE, 0, pred), ref)]
+    return [f"{e.kind} {e.cause}" for e in classify_errors(_vertebrae(result), ref)]
 
 
 def _errors_text(errors: list[str]) -> str:
