@@ -206,6 +206,25 @@ def test_a_small_vertebra_cut_by_the_field_of_view_is_kept_as_it_is(end):
     np.testing.assert_allclose(result.confidence, confidence)
 
 
+@pytest.mark.parametrize("end", ["top", "bottom"])
+def test_a_sliver_of_a_vertebra_cut_by_the_field_of_view_is_dropped(end):
+    """What the edge leaves of a vertebra beyond the end one (here 0.2 mL, 1 % of a vertebra) is no instance:
+    too thin to segment, so a label for it would be a false vertebra."""
+    labels = column(top_margin=MARGIN + 4)
+    nz = labels.shape[2]
+    labels[XY[0] + 4 : XY[0] + 9, XY[1] + 4 : XY[1] + 9, nz - 1 :] = 9  # 25 voxels in the top face
+    if end == "bottom":
+        labels = labels[:, :, ::-1].copy()
+    labels = numbered_top_to_bottom(labels)
+    sliver = 1 if end == "top" else 6
+    result = check_column(labels, grid(labels), np.full(6, 0.9))
+    assert decisions_by_action(result) == {"dropped": [sliver], "kept": [k for k in range(1, 7) if k != sliver]}
+    dropped = next(d for d in result.decisions if d.action == "dropped")
+    assert "0.20 mL, 1% of its neighbours' volume" in dropped.reason and "too little to segment" in dropped.reason
+    assert not np.any(result.instances[labels == sliver])
+    assert len(np.unique(result.instances)) == 6 and not result.anomalies
+
+
 def test_specks_alone_are_no_spine():
     labels = np.zeros((40, 40, 40), np.int32)
     for k, (x, y, z) in enumerate([(5, 5, 5), (20, 30, 12), (30, 8, 25), (12, 20, 33)], start=1):
@@ -336,3 +355,38 @@ def test_a_small_lowest_vertebra_above_the_sacrum_is_no_ground_for_naming(lumbar
     assert len(result.vertebrae) == len(vertebrae) + 1  # the piece is kept: merged, L5 would be too large
     assert not result.levels_known
     assert "it may be a piece of the sacrum" in result.naming_rule
+
+
+@pytest.mark.parametrize("from_model", [False, True], ids=["given mask", "stage-1 prediction"])
+def test_pipeline_keeps_a_sliver_at_the_edge_only_in_a_mask_you_give(lumbar_case, monkeypatch, from_model):
+    """A 0.2 mL sliver of a vertebra in the top face: from a model it is a false vertebra (dropped); in a mask the
+    user gives it is what the mask says (kept)."""
+    from spineinstanceseg.pipeline import segment
+    from spineinstanceseg.semantic import VERTEBRA
+    from spineinstanceseg.stage1.sources import MaskSource
+    from spineinstanceseg.stage2 import predict
+    from spineinstanceseg.stage2.predict import Stage2Result
+
+    truth = np.asarray(lumbar_case.instances.array).astype(np.int32)
+    semantic = np.asarray(lumbar_case.semantic.array).copy()
+    semantic[truth == 19] = 0  # without T12 (cut by the top face), L1 is the top vertebra, 6 mm below the face
+    truth[(truth == 26) | (truth == 19)] = 0
+    codes = [c for c in np.unique(truth) if c]
+    lut = np.zeros(truth.max() + 1, np.int32)
+    lut[codes] = np.arange(2, len(codes) + 2)  # 1 is the sliver, above them all
+    split = lut[truth]
+    x, y, _ = np.round(np.argwhere(split == 2).mean(axis=0)).astype(int)
+    assert not split[..., -1].any()
+    split[x - 2 : x + 3, y - 2 : y + 3, -1] = 1
+    semantic[split == 1] = VERTEBRA
+    split_volume = lumbar_case.semantic.with_array(split.astype(np.int16))
+    centroids = measure_instances(split, split_volume).centroid_lps
+    fake = Stage2Result(split_volume, centroids, np.full(len(codes) + 1, 0.9), n_windows=0)
+    monkeypatch.setattr(predict, "split_instances", lambda *args, **kwargs: fake)
+
+    stage1 = MaskSource(lumbar_case.semantic.with_array(semantic), from_model=from_model)
+    result = segment(lumbar_case.image, stage1=stage1, stage2=object(), device="cpu", bone_boundary=False)
+    assert len(result.vertebrae) == len(codes) + (0 if from_model else 1)
+    sliver_dropped = any("is too little to segment" in w for w in result.warnings)
+    assert sliver_dropped == from_model
+    assert not np.any(np.asarray(result.instances.array)[split == 1]) == from_model

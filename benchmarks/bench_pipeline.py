@@ -256,7 +256,8 @@ def accuracy(stage1, stage2, n_cases: int, first_seed: int = 920000) -> list[dic
         cc, _ = ndimage.label(labels == VERTEBRA)
         # the same stage-1 map twice: the split as stage 2 leaves it, and with the CT bone boundary step (as
         # `segment` runs with a stage-1 model; MRI is left unchanged)
-        two, bone_result = (_run(case.image, MaskSource(semantic), stage2, bone_boundary=b)[0] for b in (False, True))
+        replay = MaskSource(semantic, from_model=True)
+        two, bone_result = (_run(case.image, replay, stage2, bone_boundary=b)[0] for b in (False, True))
         s_two, s_bone = (_instance_scores(result, ref, case.image) for result in (two, bone_result))
         s_cc = evaluate_instances(cc, ref, case.image.spacing)
         row = {

@@ -39,7 +39,7 @@ if TYPE_CHECKING:
     from ..stage2.model import Stage2Model
     from ..stage2.predict import Stage2Result
     from ..stage2.sacrum import VertebraeInSacrum
-    from ..stage2.sanity import SanityResult
+    from ..stage2.sanity import SanityParameters, SanityResult
 
 __all__ = ["segment", "SACRUM_GAP_MM", "SACRUM_MIN_SHARE"]
 
@@ -148,7 +148,8 @@ def segment(
 
     Every stage-1 vertebra voxel carries a vertebra label in the result, except the components that the sanity
     step drops as not spine (off the spinal column, small detached pieces of a vertebra that the field of view did
-    not cut, or small detached fragments touching no vertebra), the part of the lowest vertebra beyond the disc
+    not cut, small detached fragments touching no vertebra, or, unless stage 1 is a mask you give, a sliver that the
+    field of view leaves of a vertebra beyond the end one), the part of the lowest vertebra beyond the disc
     under it that touches the sacrum (made sacrum), a "vertebra" inside the sacrum below its middle (made sacrum,
     :mod:`spineinstanceseg.stage2.sacrum`) and, on CT with the bone boundary step, the dark voxels trimmed off the
     surface (bright bone next to it joins instead) and the sacral bone the lowest vertebra held (made
@@ -181,6 +182,7 @@ def segment(
         semantic,
         in_sacrum.confidence,
         image=image if image.same_grid(semantic) else None,
+        parameters=_sanity_parameters(stage1),
         source=source,
     )
     warnings.extend(sanity.messages())
@@ -188,7 +190,7 @@ def segment(
     semantic, sanity = _below_last_disc_to_sacrum(semantic, sanity, warnings)
     sanity = _split_beyond_top_disc(semantic, sanity, warnings)
     timings["sanity"] = time.perf_counter() - t
-    if bone_boundary or (bone_boundary is None and not isinstance(stage1, MaskSource)):
+    if bone_boundary or (bone_boundary is None and not _given_mask(stage1)):
         t = time.perf_counter()
         semantic, sanity = _refine_bone_boundary(semantic, sanity, image)
         semantic, sanity = _give_sacral_bone(semantic, sanity, image, warnings)
@@ -300,6 +302,22 @@ def _vertebrae_in_sacrum(
     if message is not None:
         warnings.append(message)
     return moved.semantic, moved
+
+
+def _given_mask(stage1: Stage1Source) -> bool:
+    """Whether stage 1 is a mask the user gave (not a model's prediction, run now or replayed)."""
+    return isinstance(stage1, MaskSource) and not stage1.from_model
+
+
+def _sanity_parameters(stage1: Stage1Source) -> SanityParameters:
+    """The sanity step's numbers for this stage-1 source: a mask you give keeps the slivers of vertebrae cut by
+    the field of view (they are what the mask says; :attr:`SanityParameters.min_edge_share`)."""
+    # lazy: see _run_stage2
+    from ..stage2.sanity import DEFAULT_PARAMETERS
+
+    if _given_mask(stage1):
+        return replace(DEFAULT_PARAMETERS, min_edge_share=0.0)
+    return DEFAULT_PARAMETERS
 
 
 def _absorb_stray_sacrum(semantic: Volume, sanity: SanityResult, warnings: list[str]) -> tuple[Volume, SanityResult]:

@@ -53,7 +53,7 @@ BUNDLED_STAGE1_NAME = "stage1_v2"
 
 
 def bundled_stage1_dir() -> Path:
-    """Folder of the stage-1 nnU-Net model shipped with the package (trained on phantoms + 2 real CTs)."""
+    """Folder of the stage-1 nnU-Net model shipped with the package (its ``MODEL_CARD.md`` says what it saw)."""
     return Path(__file__).resolve().parent.parent / "models" / BUNDLED_STAGE1_NAME
 
 
@@ -114,14 +114,21 @@ class MaskSource:
     Attributes:
         mask: Path of the mask file or a label :class:`Volume`.
         convention: Label convention of the mask ("semantic" = our classes; others are converted).
+        from_model: The mask is a stage-1 model's prediction, replayed (benchmarks that run stage 1 once and
+            the steps after it several times): the pipeline then treats it as that model's output, with the
+            steps it runs only on model output (CT bone boundary by default, dropping slivers at the edge).
     """
 
     mask: str | os.PathLike[str] | Volume
     convention: str = "semantic"
+    from_model: bool = False
     description: str = field(init=False)
 
     def __post_init__(self) -> None:
         where = "in-memory mask" if isinstance(self.mask, Volume) else str(self.mask)
+        if self.from_model:
+            self.description = f"a stage-1 model's prediction replayed ({where}, convention {self.convention})"
+            return
         self.description = f"existing mask {where} (convention {self.convention}); stage 1 was not run"
 
     def model_info(self) -> dict:
