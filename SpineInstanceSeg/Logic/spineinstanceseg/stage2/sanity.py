@@ -127,8 +127,9 @@ class SanityParameters:
             make an instance larger than ``large_ratio`` times its neighbours).
         min_edge_share: Below this share of its neighbours' median volume an end instance cut by the field of view
             is dropped. On the held-out phantoms 920000-920007 (round-5 stage 1, 2026-12-06) the four such instances
-            held 1-2 % of a vertebra and matched their cut vertebra at IoU 0.14-0.43 (false instances), while the
-            smallest one found right (IoU 0.63) held 12 %; the cut vertebrae in those images hold 3-14 % in view.
+            held 1-3 % of their neighbours' volume and matched their cut vertebra at IoU 0.14-0.43 (false
+            instances), while the smallest one found right (IoU 0.63) held 13 %; the cut vertebrae in those images
+            hold 3-14 % of a vertebra in view.
             A true mask's slivers are what they are (the built-in example's mask holds a 1.4 mL sliver of T11,
             about 3 %): the pipeline sets this to 0 for a mask you give (``--mask``).
         large_ratio: From this multiple of its neighbours' median volume on, an instance may hold two vertebrae.
