@@ -28,6 +28,7 @@ from ..progress import Progress
 from ..semantic import SEMANTIC_LABELS, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
 from . import nnunet_adapter
+from .air import DEFAULT_AIR_PARAMETERS, clear_labels_in_air
 from .body_crop import body_box
 from .model_card import ModelCard, classes_from_label_names, read_card, verify_checksums
 
@@ -310,6 +311,7 @@ class Stage1Model:
         result = channels[0].with_array(np.ascontiguousarray(np.transpose(labels, (2, 1, 0))), is_label=True)
         if how is not None:
             result = from_canonical(result, how)
+        result = self._cleared_in_air(result, reference.crop(box) if box is not None else reference)
         if box is not None:
             full = np.zeros(reference.shape, dtype=result.array.dtype)
             full[box] = result.array
@@ -320,6 +322,17 @@ class Stage1Model:
         ):  # cannot happen unless nnU-Net changed its export; never return a shifted mask
             raise ModelError("the prediction came back on another grid", fix="report this as a bug", path=self.folder)
         return result
+
+    @staticmethod
+    def _cleared_in_air(labels: Volume, image: Volume) -> Volume:
+        """``labels`` without spine classes in a CT's air (:mod:`.air`; MRI untouched)."""
+        if not labels.same_grid(image):  # cannot happen unless nnU-Net changed its export (checked below too)
+            return labels
+        cleaned, count = clear_labels_in_air(labels, image)
+        if count:
+            log.info("stage 1: %d labelled voxels were air (below %g HU) and are background", count,
+                     DEFAULT_AIR_PARAMETERS.air_below_hu)  # fmt: skip
+        return cleaned
 
     def predict(self, image: Volume | Sequence[Volume], *, progress: Progress | None = None) -> Volume:
         """Semantic mask (:mod:`spineinstanceseg.semantic` classes, uint8) on exactly the input's grid.

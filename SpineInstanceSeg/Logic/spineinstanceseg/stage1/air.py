@@ -1,0 +1,85 @@
+"""No spine class in the air of a CT: stage-1 labels on air voxels that belong to a large air region are cleared.
+
+Why: a CT's reconstruction circle (or a crop, or padding) can cut through the body, and beyond that edge the image
+holds air (or the scanner's padding value). Seen with one trained stage 1: disc voxels labelled up to 5 mm into the
+air beyond such an edge, where no tissue exists. Air is unambiguous in Hounsfield units, and MRI values never reach
+-500, so the rule needs no modality flag: an MRI passes through untouched.
+
+Small enclosed gas (a vacuum disc, gas in a collapsed vertebra) is part of the spine and keeps its labels: only air
+in a region larger than :attr:`AirParameters.pocket_max_ml` is cleared (lungs, the air around the body, padding).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from scipy import ndimage
+
+from ..volume import Volume, bounding_box, grow_box
+
+__all__ = ["DEFAULT_AIR_PARAMETERS", "AirParameters", "clear_labels_in_air"]
+
+
+@dataclass(frozen=True)
+class AirParameters:
+    """Tuned numbers of :func:`clear_labels_in_air`.
+
+    Attributes:
+        air_below_hu: A voxel is air below this value (HU). Fat is about -100, lung -700 to -900, air -1000;
+            MRI intensities are never this negative.
+        pocket_max_ml: Air regions up to this volume (mL) are enclosed gas and keep their labels (a vacuum disc
+            holds well under 2 mL).
+        window_mm: Air regions are measured within this distance (mm) of the labelled air voxels: enough to hold a
+            whole pocket of ``pocket_max_ml``, small enough to stay fast on a whole CT.
+    """
+
+    air_below_hu: float = -500.0
+    pocket_max_ml: float = 5.0
+    window_mm: float = 20.0
+
+
+DEFAULT_AIR_PARAMETERS = AirParameters()
+
+
+def clear_labels_in_air(
+    labels: Volume, image: Volume, *, parameters: AirParameters = DEFAULT_AIR_PARAMETERS
+) -> tuple[Volume, int]:
+    """``labels`` with every non-zero label on air of a large air region of ``image`` set to 0.
+
+    Args:
+        labels: Label map (any integer classes, 0 = background), shape ``(nx, ny, nz)``.
+        image: The scan on the same grid (CT in HU; other images pass untouched).
+        parameters: See :class:`AirParameters`.
+
+    Returns:
+        (the cleaned label map on the same grid, how many voxels were cleared). Without a change, ``labels`` itself.
+
+    Raises:
+        ValueError: ``labels`` and ``image`` are on different grids.
+    """
+    if not labels.same_grid(image):
+        raise ValueError("labels and image must share one grid: " + "; ".join(labels.geometry_differences(image)))
+    values = np.asarray(labels.array)
+    air = np.asarray(image.array) < parameters.air_below_hu
+    labelled_air = air & (values != 0)
+    window = grow_box(bounding_box(labelled_air), image.shape, image.spacing, parameters.window_mm)
+    if window is None:
+        return labels, 0
+    cleared = labelled_air[window] & _in_large_air(air[window], image.voxel_volume_mm3, parameters.pocket_max_ml)
+    count = int(np.count_nonzero(cleared))
+    if not count:
+        return labels, 0
+    out = values.copy()
+    out[window][cleared] = 0
+    return labels.with_array(out, is_label=True), count
+
+
+def _in_large_air(air: NDArray[np.bool_], voxel_mm3: float, pocket_max_ml: float) -> NDArray[np.bool_]:
+    """Voxels of ``air`` whose 26-connected air region holds more than ``pocket_max_ml``."""
+    regions, _ = ndimage.label(air, structure=np.ones((3, 3, 3), dtype=bool))
+    sizes_ml = np.bincount(regions.ravel()) * (voxel_mm3 / 1000.0)
+    large = sizes_ml > pocket_max_ml
+    large[0] = False
+    return large[regions]
