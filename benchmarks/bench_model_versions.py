@@ -4,6 +4,7 @@ Usage::
 
     python benchmarks/bench_model_versions.py --baseline-stage1 OLD1 --baseline-stage2 OLD2 \\
         [--candidate-stage1 NEW1 --candidate-stage2 NEW2] [--cases 4] [--repeats 2] [--threads 2]
+        [--mirroring auto|on|off]
 
 The candidate defaults to the bundled models. Each case (lumbar and thoracolumbar CT and MRI phantoms, plus the real
 CTs of ../shared/data/real-ct when present) is segmented by both versions in turn, ``--repeats`` times, after one
@@ -41,11 +42,19 @@ def _cases(n: int):
     return out
 
 
-def _models(stage1: Path | None, stage2: Path | None):
+_MIRRORING = {"auto": None, "on": True, "off": False}
+
+
+def _models(stage1: Path | None, stage2: Path | None, *, mirroring: str = "auto"):
     from spineinstanceseg.stage1.sources import NnUNetSource, bundled_source
     from spineinstanceseg.stage2.model import Stage2Model, load_bundled_model
 
-    source = NnUNetSource(stage1, device="cpu") if stage1 else bundled_source(device="cpu")
+    mirror = _MIRRORING[mirroring]
+    source = (
+        NnUNetSource(stage1, device="cpu", use_mirroring=mirror)
+        if stage1
+        else bundled_source(device="cpu", use_mirroring=mirror)
+    )
     model = Stage2Model.load(stage2, device="cpu") if stage2 else load_bundled_model(device="cpu")
     return source, model
 
@@ -71,14 +80,17 @@ def main(argv=None) -> int:
     parser.add_argument("--cases", type=int, default=4, help="phantom cases (up to 4), plus the real CTs")
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument(
+        "--mirroring", choices=sorted(_MIRRORING), default="auto", help="stage-1 test-time mirroring of both versions"
+    )
     args = parser.parse_args(argv)
 
     import torch
 
     torch.set_num_threads(max(1, args.threads))
     versions = {
-        "baseline": _models(args.baseline_stage1, args.baseline_stage2),
-        "candidate": _models(args.candidate_stage1, args.candidate_stage2),
+        "baseline": _models(args.baseline_stage1, args.baseline_stage2, mirroring=args.mirroring),
+        "candidate": _models(args.candidate_stage1, args.candidate_stage2, mirroring=args.mirroring),
     }
     cases = _cases(args.cases)
     totals = dict.fromkeys(versions, 0.0)
