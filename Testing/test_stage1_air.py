@@ -1,12 +1,13 @@
-"""Stage 1 leaves no spine class in a CT's air: beyond a field-of-view edge that cuts the body, and in the lungs; a
-small gas pocket inside the spine keeps its labels, and an MRI is never touched."""
+"""Air in a CT around stage 1: scanner padding below air becomes air; no spine class is left in the air beyond a
+field-of-view edge that cuts the body or in the lungs; a small gas pocket inside the spine keeps its labels, and an
+MRI is never touched."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from spineinstanceseg.stage1.air import AirParameters, clear_labels_in_air
+from spineinstanceseg.stage1.air import AirParameters, clear_labels_in_air, fill_padding_with_air
 from spineinstanceseg.volume import Volume
 
 _DIRECTION = (0.0, 1.0, 0.0, -1.0, 0.0, 0.0, 0.0, 0.0, 1.0)  # a rotated grid: the rule works in voxels
@@ -76,3 +77,17 @@ def test_labels_on_another_grid_are_refused():
     shifted = Volume(np.asarray(labels.array), labels.spacing, (11.0, -5.0, 3.0), _DIRECTION, is_label=True)
     with pytest.raises(ValueError, match="one grid"):
         clear_labels_in_air(shifted, image)
+
+
+def test_scanner_padding_below_air_becomes_air_and_nothing_else_changes():
+    image, _ = _ct_cut_by_its_edge()
+    array = np.asarray(image.array).copy()
+    array[:5, :5] = -3024.0  # a corner outside the reconstruction circle
+    filled = fill_padding_with_air(image.with_array(array))
+    out = np.asarray(filled.array)
+    assert (out[:5, :5] == -1024.0).all() and out.min() > -1500.0  # the noise of the air stays
+    np.testing.assert_array_equal(out[5:], array[5:])
+    assert filled.same_grid(image, tol=0.0)
+    assert fill_padding_with_air(image) is image  # air at -1000 with noise, nothing below -1024
+    mri = Volume(np.zeros((4, 4, 4), np.float32), (1.0, 1.0, 1.0))
+    assert fill_padding_with_air(mri) is mri

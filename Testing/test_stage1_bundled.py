@@ -117,3 +117,25 @@ def test_air_around_the_body_does_not_change_stage1(bundled_fast, held_out):
     dice_wide = _class_dice(case.image.with_array(np.asarray(wide.array)[inner]), case.semantic)
     print(f"\nvertebra Dice, tightly framed {dice_tight:.3f}, in a 3x wider field of view {dice_wide:.3f}")
     assert dice_wide >= dice_tight - 0.02 and dice_wide >= 0.85
+
+
+def test_scanner_padding_outside_the_reconstruction_circle_does_not_change_stage1(bundled_fast, held_out):
+    """The same CT in a wider field of view whose corners outside the reconstruction circle hold the scanner's
+    padding value (-3024 HU) gets the same spine as the tightly framed one."""
+    from test_stage1_body_crop import padded_in_plane
+
+    from spineinstanceseg.progress import Progress
+
+    case, tight, _ = held_out("ct")
+    padded, inner = padded_in_plane(case.image, factor=1.6, background=-1000.0, noise=20.0, seed=1)
+    array = np.asarray(padded.array).copy()
+    nx, ny, _ = array.shape
+    x, y = np.meshgrid(np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny), indexing="ij")
+    array[x**2 + y**2 > 1.0] = -3024.0  # the circle holds the whole original field
+    wide, _ = bundled_fast.predict(padded.with_array(array), progress=Progress())
+    outside = np.asarray(wide.array).copy()
+    outside[inner] = 0
+    assert not outside.any(), "stage 1 labelled voxels in the air or the padding"
+    dice_tight = _class_dice(tight, case.semantic)
+    dice_wide = _class_dice(case.image.with_array(np.asarray(wide.array)[inner]), case.semantic)
+    assert dice_wide >= dice_tight - 0.02, (dice_wide, dice_tight)

@@ -16,6 +16,7 @@ from numpy.typing import NDArray
 from scipy import ndimage
 
 from ..volume import Volume
+from .air import padding_filled
 
 __all__ = ["body_box"]
 
@@ -41,7 +42,8 @@ def body_box(image: Volume, *, margin_mm: float = 4.0, min_saving: float = 0.2) 
     """Index box around the body in ``image``, grown by ``margin_mm`` on every side.
 
     The body is every sizeable region brighter than the air: above 15 % of the way from the 1st to the 99.9th
-    intensity percentile (CT: about -730 HU; MRI: above the background noise), found at 4 mm.
+    intensity percentile (CT: about -730 HU; MRI: above the background noise), found at 4 mm. A CT scanner's
+    padding (below -1500) counts as air (:func:`.air.fill_padding_with_air`).
 
     Args:
         image: The scan (any modality; shape ``(nx, ny, nz)``).
@@ -57,6 +59,8 @@ def body_box(image: Volume, *, margin_mm: float = 4.0, min_saving: float = 0.2) 
     spacing = np.asarray(image.spacing, dtype=float)
     stride = np.maximum(1, np.floor(_COARSE_MM / spacing)).astype(int)
     coarse = np.asarray(image.array[:: stride[0], :: stride[1], :: stride[2]], dtype=np.float32)
+    # a CT's padding outside the reconstruction circle (-3024 HU) would otherwise set the "air" end of the scale
+    coarse = padding_filled(coarse)
     mask = _body_mask(coarse)
     if not mask.any():
         return None

@@ -28,7 +28,7 @@ from ..progress import Progress
 from ..semantic import SEMANTIC_LABELS, SEMANTIC_NAMES, VERTEBRA
 from ..volume import Volume
 from . import nnunet_adapter
-from .air import DEFAULT_AIR_PARAMETERS, clear_labels_in_air
+from .air import DEFAULT_AIR_PARAMETERS, clear_labels_in_air, fill_padding_with_air
 from .body_crop import body_box
 from .model_card import ModelCard, classes_from_label_names, read_card, verify_checksums
 
@@ -281,6 +281,7 @@ class Stage1Model:
             channels = [c.crop(box) for c in channels]
             log.info("stage 1 runs on the body box %s of %s (the air outside is background)", channels[0].shape,
                      reference.shape)  # fmt: skip
+        channels = [fill_padding_with_air(c) for c in channels]  # after the crop: copies only the box
         how = None
         if self.orientation == "lps":
             pairs = [to_canonical(c) for c in channels]
