@@ -3,8 +3,9 @@
 Before: scanners write a padding value far below air (-2048, -3024 HU) outside the reconstruction circle. To a
 z-score-normalised network and to the body box (:mod:`.body_crop`) those corners are a second, darker kind of
 "air" that training never showed: measured on a held-out CT phantom in a 2x wider field of view, padding the
-outside of the circle with -3024 HU dropped stage 1's vertebra Dice from 0.948 to 0.923 and, since the body box no
-longer told the body from the air inside the circle, took 113 s instead of 24 s. :func:`fill_padding_with_air`
+outside of the circle with -3024 HU dropped stage 1's vertebra Dice from 0.948 to 0.922 and, since the body box no
+longer told the body from the air inside the circle, took 4.3x the time (the real CTs: 0.005-0.019 less, 3.9-5.6x
+the time; ``benchmarks/bench_ct_padding.py``). :func:`fill_padding_with_air`
 sets those values to air.
 
 After: a reconstruction circle (or a crop) can cut through the body, and beyond that edge the image holds air.
