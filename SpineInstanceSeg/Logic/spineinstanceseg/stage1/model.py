@@ -6,7 +6,9 @@
 The folder must hold ``dataset.json``, ``plans.json`` and ``fold_X/<checkpoint>`` for every fold used; an
 optional ``spineseg_card.json`` (:mod:`.model_card`) says what the labels mean and carries checksums that are
 verified on load. The output holds our semantic classes (:mod:`spineinstanceseg.semantic`) and has exactly the
-geometry of the input. nnU-Net itself does the preprocessing, patching and stitching (:mod:`.nnunet_adapter`).
+geometry of the input. nnU-Net itself does the preprocessing, patching and stitching (:mod:`.nnunet_adapter`);
+around it, the network sees only the box around the body (:mod:`.body_crop`), a CT scanner's padding is read as air,
+and no spine class is left in a CT's air (:mod:`.air`).
 """
 
 from __future__ import annotations
