@@ -23,6 +23,13 @@ def padded_in_plane(image: Volume, *, factor: float, background: float, noise: f
     return Volume(array, image.spacing, tuple(image.index_to_world(-lo.astype(float))), image.direction), inner
 
 
+def outside_circle(shape) -> np.ndarray:
+    """(nx, ny) mask of the in-plane voxels outside the circle inscribed in a grid of ``shape`` (a CT's
+    reconstruction circle)."""
+    x, y = np.meshgrid(np.linspace(-1.0, 1.0, shape[0]), np.linspace(-1.0, 1.0, shape[1]), indexing="ij")
+    return x**2 + y**2 > 1.0
+
+
 def _contains(box, indices) -> bool:
     """Whether every voxel index (one array per axis) lies inside ``box``."""
     return all(s.start <= int(i.min()) and int(i.max()) < s.stop for s, i in zip(box, indices, strict=True))
@@ -67,8 +74,6 @@ def test_scanner_padding_outside_the_reconstruction_circle_is_air_to_the_body_bo
     case = generate_phantom(5153, modality="ct", region="lumbar", spacing=(1.5, 1.5, 2.5))
     padded, _ = padded_in_plane(case.image, factor=2.5, background=-1000.0, noise=20.0)
     array = np.asarray(padded.array).copy()
-    nx, ny, _ = array.shape
-    x, y = np.meshgrid(np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny), indexing="ij")
-    array[x**2 + y**2 > 1.0] = -3024.0
+    array[outside_circle(array.shape)] = -3024.0
     box = body_box(padded.with_array(array))
     assert box is not None and box == body_box(padded)

@@ -122,16 +122,14 @@ def test_air_around_the_body_does_not_change_stage1(bundled_fast, held_out):
 def test_scanner_padding_outside_the_reconstruction_circle_does_not_change_stage1(bundled_fast, held_out):
     """The same CT in a wider field of view whose corners outside the reconstruction circle hold the scanner's
     padding value (-3024 HU) gets the same spine as the tightly framed one."""
-    from test_stage1_body_crop import padded_in_plane
+    from test_stage1_body_crop import outside_circle, padded_in_plane
 
     from spineinstanceseg.progress import Progress
 
     case, tight, _ = held_out("ct")
     padded, inner = padded_in_plane(case.image, factor=1.6, background=-1000.0, noise=20.0, seed=1)
     array = np.asarray(padded.array).copy()
-    nx, ny, _ = array.shape
-    x, y = np.meshgrid(np.linspace(-1.0, 1.0, nx), np.linspace(-1.0, 1.0, ny), indexing="ij")
-    array[x**2 + y**2 > 1.0] = -3024.0  # the circle holds the whole original field
+    array[outside_circle(array.shape)] = -3024.0  # the circle holds the whole original field
     wide, _ = bundled_fast.predict(padded.with_array(array), progress=Progress())
     outside = np.asarray(wide.array).copy()
     outside[inner] = 0
