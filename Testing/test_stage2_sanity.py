@@ -10,10 +10,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from conftest import oblique_direction
+from scipy import ndimage
 
 from spineinstanceseg.errors import NoSpineFoundError
 from spineinstanceseg.pipeline.naming import name_vertebrae
-from spineinstanceseg.stage2.sanity import DEFAULT_PARAMETERS, check_column, measure_instances
+from spineinstanceseg.stage2.sanity import DEFAULT_PARAMETERS, check_column, face_contacts, measure_instances
 from spineinstanceseg.volume import Volume
 
 # Box vertebrae of 14 x 14 x 9 voxels (28 x 28 x 18 mm, 14.1 mL) every 12 voxels along axis 2 (= LPS z, up).
@@ -81,6 +82,28 @@ def test_a_small_fragment_is_merged_into_the_vertebra_it_touches():
     np.testing.assert_allclose(result.confidence, [0.9, 0.9, 0.8, 0.9, 0.9])  # the receiver's confidence
     assert not result.anomalies
     assert any(line.startswith("merged a piece into vertebra 3") for line in result.messages())
+
+
+def test_a_fragment_joins_its_column_neighbour_not_a_vertebra_two_levels_away_that_wraps_around_it():
+    # As seen on a real MRI: vertebra 4 reaches down behind vertebra 5 (a posterior "arm"), and a piece of bone
+    # below 5 touches that arm more than it touches 5. The piece belongs next to 5, not two levels up.
+    truth = column()
+    labels = truth.copy()
+    x5, y5, z5 = (np.argwhere(truth == 5)[:, a] for a in range(3))
+    bottom_5, back_5 = z5.min(), y5.max()
+    labels[9:14, back_5 + 1 : back_5 + 5, bottom_5 : bottom_5 + PITCH + 2] = 4  # the arm, 5 x 4 voxels
+    fragment = np.zeros_like(labels, dtype=bool)
+    fragment[x5.min() : x5.max() + 1, back_5 : back_5 + 8, bottom_5 - 3 : bottom_5] = True
+    labels[fragment] = 6
+    faces = face_contacts(labels, 6, ndimage.find_objects(labels)[5])
+    assert faces[4] > faces[5] > 0  # the setup: the arm of 4 is what the piece touches most
+    expected = labels.copy()
+    expected[fragment] = 5
+    result = check_column(labels, grid(labels), np.ones(6))
+    merged = [d for d in result.decisions if d.action == "merged"]
+    assert [(d.label, d.into) for d in merged] == [(6, 5)]
+    np.testing.assert_array_equal(result.instances, expected)
+    assert not result.anomalies
 
 
 def test_a_detached_fragment_touching_no_vertebra_is_dropped():

@@ -19,13 +19,14 @@ instances as a column of bones and applies four rules, in this order (every numb
    stage-1 blob next to the spine (a calcified aorta, a rib end) that fusion gave to the nearest vertebra.
 2. **Size outliers.** An instance much smaller than its neighbours (below ``small_ratio`` times the median volume
    of up to ``neighbours`` instances on each side) that is not cut by the field of view (it touches no face of
-   the volume) is part of a vertebra: it is merged into the instance it shares the most voxel faces with, or
-   dropped when it touches none. An instance much larger than its neighbours (``large_ratio``) whose neighbours
-   also lie further away than the vertebrae beyond them (``two_in_one_score``) holds two vertebrae: its
-   confidence drops to at most ``oversized_confidence`` and it is an anomaly. A vertebra cut by the field of
-   view may be small and is kept as it is, unless it is an end instance holding less than ``min_edge_share`` of
-   its neighbours' volume: such a sliver of a vertebra beyond the field of view is too thin to segment (it is one
-   or two voxels thick on stage 2's grid, and stage 1 marks only part of it), so it is dropped.
+   the volume) is part of a vertebra: it is merged into the one of its two neighbours in the column that it shares
+   the most voxel faces with (into any instance it touches when it touches neither), or dropped when it touches
+   none. An instance much larger than its neighbours (``large_ratio``) whose neighbours also lie further away
+   than the vertebrae beyond them (``two_in_one_score``) holds two vertebrae: its confidence drops to at most
+   ``oversized_confidence`` and it is an anomaly. A vertebra cut by the field of view may be small and is kept
+   as it is, unless it is an end instance holding less than ``min_edge_share`` of its neighbours' volume: such a
+   sliver of a vertebra beyond the field of view is too thin to segment (it is one or two voxels thick on stage
+   2's grid, and stage 1 marks only part of it), so it is dropped.
 3. **Gaps.** A step between consecutive vertebrae longer than ``gap_ratio`` times the neighbouring steps means a
    vertebra is probably missing there: an anomaly.
 4. **No spine.** No plausible vertebra at all, or plausible pieces that do not stack into a column (no two of
@@ -641,8 +642,34 @@ def _smallest_fragment(work: _Work, order: list[int], skip: set[int], p: SanityP
     return found
 
 
+def _merge_target(i: int, order: list[int], contacts: dict[int, int]) -> int:
+    """0-based index of the instance that fragment ``i`` joins: of its neighbours in the column (``order``, top to
+    bottom) the one it shares the most voxel faces with; only when it touches neither, any instance it touches.
+
+    A fragment is part of the vertebra just above or below it. An instance two levels away can touch it more
+    when it wraps around the one between (on real MRI, stage 2 gave a vertebra a posterior part reaching down
+    behind the next one, and the piece of S1 below touched it more than the vertebra right above).
+    """
+    k = order.index(i)
+    beside = {order[n] + 1 for n in (k - 1, k + 1) if 0 <= n < len(order)}
+    candidates = {label: c for label, c in contacts.items() if label in beside} or contacts
+    j = max(candidates, key=lambda label: candidates[label]) - 1
+    most = max(contacts, key=lambda label: contacts[label]) - 1
+    if j != most:
+        log.info(
+            "sanity: instance %d goes to its column neighbour %d, not to %d that it touches more (%d vs %d faces)",
+            i + 1,
+            j + 1,
+            most + 1,
+            contacts[j + 1],
+            contacts[most + 1],
+        )
+    return j
+
+
 def _merge_fragments(work: _Work, p: SanityParameters) -> None:
-    """Rule 2a: merge the smallest uncut fragment into the instance it touches most, until none is left.
+    """Rule 2a: merge the smallest uncut fragment into its column neighbour (:func:`_merge_target`), until none
+    is left.
 
     A fragment stays as it is when the merge would make an instance larger than ``large_ratio`` times its
     neighbours: then the fragment's own neighbours are what is too large (on real MRI, stage 1 swells some
@@ -657,7 +684,7 @@ def _merge_fragments(work: _Work, p: SanityParameters) -> None:
         if not contacts:
             work.drop(i, f"a detached fragment ({what}) touching no vertebra")
             continue
-        j = max(contacts, key=lambda label: contacts[label]) - 1
+        j = _merge_target(i, order, contacts)
         rest = [x for x in order if x != i]
         reference = reference_values(work.volume[rest], _references(work, rest), rest.index(j), p.neighbours)
         if work.volume[i] + work.volume[j] > p.large_ratio * reference:
