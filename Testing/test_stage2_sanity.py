@@ -84,24 +84,26 @@ def test_a_small_fragment_is_merged_into_the_vertebra_it_touches():
     assert any(line.startswith("merged a piece into vertebra 3") for line in result.messages())
 
 
-def test_a_fragment_joins_its_column_neighbour_not_a_vertebra_two_levels_away_that_wraps_around_it():
+@pytest.mark.parametrize(("touches_5", "into"), [(True, 5), (False, 4)], ids=["touching 5", "touching only 4"])
+def test_a_fragment_joins_its_column_neighbour_not_a_vertebra_two_levels_away_that_wraps_around_it(touches_5, into):
     # As seen on a real MRI: vertebra 4 reaches down behind vertebra 5 (a posterior "arm"), and a piece of bone
-    # below 5 touches that arm more than it touches 5. The piece belongs next to 5, not two levels up.
+    # below 5 touches that arm more than it touches 5. The piece belongs next to 5, not two levels up; only when
+    # it touches nothing but the arm does it go to 4.
     truth = column()
     labels = truth.copy()
     x5, y5, z5 = (np.argwhere(truth == 5)[:, a] for a in range(3))
     bottom_5, back_5 = z5.min(), y5.max()
     labels[9:14, back_5 + 1 : back_5 + 5, bottom_5 : bottom_5 + PITCH + 2] = 4  # the arm, 5 x 4 voxels
     fragment = np.zeros_like(labels, dtype=bool)
-    fragment[x5.min() : x5.max() + 1, back_5 : back_5 + 8, bottom_5 - 3 : bottom_5] = True
+    fragment[x5.min() : x5.max() + 1, back_5 + (not touches_5) : back_5 + 8, bottom_5 - 3 : bottom_5] = True
     labels[fragment] = 6
     faces = face_contacts(labels, 6, ndimage.find_objects(labels)[5])
-    assert faces[4] > faces[5] > 0  # the setup: the arm of 4 is what the piece touches most
+    assert faces[4] > faces.get(5, 0) and (5 in faces) == touches_5  # the arm of 4 is what the piece touches most
     expected = labels.copy()
-    expected[fragment] = 5
+    expected[fragment] = into
     result = check_column(labels, grid(labels), np.ones(6))
     merged = [d for d in result.decisions if d.action == "merged"]
-    assert [(d.label, d.into) for d in merged] == [(6, 5)]
+    assert [(d.label, d.into) for d in merged] == [(6, into)]
     np.testing.assert_array_equal(result.instances, expected)
     assert not result.anomalies
 
