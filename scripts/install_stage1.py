@@ -1,7 +1,7 @@
 """Install an exported stage-1 fold as the bundled model, with its card and the scores measured on it.
 
 Usage:
-    python scripts/install_stage1.py WORK/export/fold_all --name stage1_v4 --mirroring off \\
+    python scripts/install_stage1.py WORK/export/fold_all --name stage1_v5 --mirroring off \\
         --scores real_ct_leave_one_out=ct.json --scores phantoms_whole_pipeline=phantoms.json \\
         --table "Real CT, leave-one-out=ct.md" --table "Held-out phantoms=phantoms.md"
 
@@ -103,7 +103,7 @@ def _pair(text: str) -> tuple[str, Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("export", type=Path, help="exported fold folder (WORK/export/fold_<f>)")
-    parser.add_argument("--name", required=True, help="model name and package folder, e.g. stage1_v4")
+    parser.add_argument("--name", required=True, help="model name and package folder, e.g. stage1_v5")
     parser.add_argument("--mirroring", choices=("on", "off"), required=True, help="test-time mirroring default")
     parser.add_argument("--scores", type=_pair, action="append", default=[], metavar="NAME=FILE.json")
     parser.add_argument("--table", type=_pair, action="append", default=[], metavar="TITLE=FILE.md")

@@ -5,7 +5,7 @@ A trained nnU-Net v2 model folder (``.../DatasetNNN_Name/nnUNetTrainer__nnUNetPl
 
     {
       "format": "spineinstanceseg-stage1-card", "version": 1,
-      "name": "stage1_v4",
+      "name": "stage1_v5",
       "classes": {"vertebra": [1], "disc": [2], "canal": [3], "sacrum": [4]},   # model label values per class
       "convention": null,            # or a spineinstanceseg.conventions name (e.g. "totalseg_total") instead
       "ignore_labels": [],           # model label values that are deliberately dropped (organs, ...)

@@ -49,7 +49,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-BUNDLED_STAGE1_NAME = "stage1_v4"
+BUNDLED_STAGE1_NAME = "stage1_v5"
 
 
 def bundled_stage1_dir() -> Path:
