@@ -1,14 +1,17 @@
 """Segment every vertebra of one spine CT or MRI (file or DICOM folder) and write the outputs to OUT_DIR/<case>/.
 
 Outputs: instance and semantic label maps, a Slicer .seg.nrrd, centroid markups (.mrk.json) and CSV, a PNG
-preview, a JSON report, and on request per-vertebra STL surfaces and NRRD label maps. Exit codes: 0 success,
-2 bad input or usage, 1 other failure (including "no spine found").
+preview, a JSON report, and on request per-vertebra STL surfaces and NRRD label maps. The result's warnings (what
+was dropped or merged, why levels were not named, an input that looks wrong) are printed at the end and kept in
+the report. Exit codes: 0 success, 2 bad input or usage, 1 other failure (including "no spine found").
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
+from pathlib import Path
 
 from ..progress import format_progress_line
 from .progress_bar import ProgressBar
@@ -48,4 +51,14 @@ def run(args: argparse.Namespace) -> int:
     print(f"done: outputs in {report.parent if report else args.out_dir}", file=sys.stderr)
     for kind, path in sorted(paths.items()):
         print(f"  {kind:12s} {path}")
+    if not args.progress_lines:  # Slicer reads the warnings from the report, with the result
+        _print_warnings(report)
     return 0
+
+
+def _print_warnings(report: Path | None) -> None:
+    """The warnings of the case's report, one per line on stderr."""
+    if report is None:
+        return
+    for warning in json.loads(Path(report).read_text(encoding="utf-8")).get("warnings", []):
+        print(f"warning: {warning}", file=sys.stderr)

@@ -33,6 +33,7 @@ from ..semantic import SACRUM, VERTEBRA
 from ..stage1.sources import MaskSource, Stage1Source
 from ..volume import Volume, label_bounding_box
 from .naming import LevelNaming, name_vertebrae
+from .raw_ct import unrescaled_ct_warning
 from .validate import check_image
 
 if TYPE_CHECKING:
@@ -153,7 +154,8 @@ def segment(
     under it that touches the sacrum (made sacrum), a "vertebra" inside the sacrum below its middle (made sacrum,
     :mod:`spineinstanceseg.stage2.sacrum`) and, on CT with the bone boundary step, the dark voxels trimmed off the
     surface (bright bone next to it joins instead) and the sacral bone the lowest vertebra held (made
-    sacrum, :mod:`spineinstanceseg.stage2.sacral_bone`); the warnings say what was dropped, merged and flagged.
+    sacrum, :mod:`spineinstanceseg.stage2.sacral_bone`); the warnings say what was dropped, merged and flagged,
+    and name an image that looks like a CT stored without its rescale to HU (:mod:`.raw_ct`).
 
     Raises:
         InputError: unusable image or mask. NoSpineFoundError: no vertebra in the semantic mask, or nothing that
@@ -168,6 +170,9 @@ def segment(
     bar.update(0.0, "input checked")
     stage1 = MaskSource(stage1) if isinstance(stage1, Volume) else stage1
     semantic = _run_stage1(stage1, image, bar, timings, warnings, source=source)
+    raw_ct = unrescaled_ct_warning(image, semantic)
+    if raw_ct:
+        warnings.append(raw_ct)
     stage2, split = _run_stage2(
         semantic, image, stage2, device, batch_size, bar, timings, warnings, pitch_search=pitch_search
     )
