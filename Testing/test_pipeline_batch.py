@@ -4,6 +4,7 @@ two real batch processes the suite can afford)."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -12,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from spineinstanceseg.io import read_label_map, write_volume
@@ -19,6 +21,7 @@ from spineinstanceseg.phantom import generate_phantom
 from spineinstanceseg.pipeline.batch import SUMMARY_NAME, find_inputs
 
 N_CASES = 4
+RAW_CT_CASE = 3
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +31,10 @@ def batch_folders(tmp_path_factory) -> tuple[Path, Path]:
     images, masks = root / "images", root / "masks"
     for i in range(N_CASES):
         case = generate_phantom(100 + i, modality="ct", region="lumbar", spacing=2.0)
-        write_volume(case.image, images / f"case{i}.nii.gz")
+        image = case.image
+        if i == RAW_CT_CASE:  # stored as raw scanner values (HU + 1024): its report and summary row carry a warning
+            image = image.with_array(np.clip(np.round(np.asarray(image.array) + 1024), 0, None).astype(np.uint16))
+        write_volume(image, images / f"case{i}.nii.gz")
         write_volume(case.semantic, masks / f"case{i}.nii.gz")
     (images / "broken.nii.gz").write_bytes(b"not an image")
     return images, masks
@@ -43,6 +49,10 @@ def _batch_command(images: Path, masks: Path, out: Path) -> list[str]:
 
 def _reports(out: Path) -> list[Path]:
     return sorted(out.glob("*/*_report.json"))
+
+
+def report_warnings(out: Path, i: int) -> list[str]:
+    return json.loads((out / f"case{i}" / f"case{i}_report.json").read_text())["warnings"]
 
 
 def test_batch_killed_midway_resumes_without_duplicates_and_records_a_failing_case(batch_folders, tmp_path):
@@ -74,11 +84,18 @@ def test_batch_killed_midway_resumes_without_duplicates_and_records_a_failing_ca
         report = json.loads((folder / f"case{i}_report.json").read_text())
         assert report["complete"] is True and len(report["vertebrae"]) >= 5
         assert read_label_map(folder / f"case{i}_instances.nii.gz").same_grid(read_label_map(masks / f"case{i}.nii.gz"))
-    summary = (out / SUMMARY_NAME).read_text().splitlines()
-    statuses = {line.split(",")[0]: line.split(",")[2] for line in summary[1:]}
+    with open(out / SUMMARY_NAME, newline="") as handle:
+        rows = {row["case"]: row for row in csv.DictReader(handle)}
+    statuses = {case: row["status"] for case, row in rows.items()}
     assert {statuses[c] for c in finished_before} == {"skipped"}
     assert {statuses[f"case{i}"] for i in range(N_CASES)} <= {"skipped", "done"}
     assert statuses["broken"] == "failed"
+    # skipped or done, a finished case's row counts its report's vertebrae and warnings
+    for i in range(N_CASES):
+        report = json.loads((out / f"case{i}" / f"case{i}_report.json").read_text())
+        row = rows[f"case{i}"]
+        assert (int(row["n_vertebrae"]), int(row["n_warnings"])) == (len(report["vertebrae"]), len(report["warnings"]))
+    assert any("CT stored without its rescale" in w for w in report_warnings(out, RAW_CT_CASE))
     assert "skipped" in second.stderr and "1 failed" in second.stderr
 
 

@@ -39,9 +39,9 @@ FAKE_BATCH = textwrap.dedent(
         print("finished " + case, flush=True)
     with open(os.path.join(out_dir, "batch_summary.csv"), "w", newline="") as f:
         writer = csv.writer(f)
-        writer.writerow(["case", "input", "status", "seconds", "n_vertebrae", "error"])
+        writer.writerow(["case", "input", "status", "seconds", "n_vertebrae", "n_warnings", "error"])
         for case in cases:
-            writer.writerow([case, case + ".nii.gz", "done", "0.6", "5", ""])
+            writer.writerow([case, case + ".nii.gz", "done", "0.6", "5", "0", ""])
     """
 )
 

@@ -43,9 +43,9 @@ def run(args: argparse.Namespace) -> int:
             args.input_dir, args.out_dir, options, scheduler=args.scheduler, n_workers=args.workers, progress=bar
         )
     width = max([4, *(len(o.case) for o in outcomes)])
-    print(f"{'case':{width}s}  {'status':8s}  {'seconds':>8s}  {'vertebrae':>9s}  error")
+    print(f"{'case':{width}s}  {'status':8s}  {'seconds':>8s}  {'vertebrae':>9s}  {'warnings':>8s}  error")
     for o in outcomes:
-        print(f"{o.case:{width}s}  {o.status:8s}  {o.seconds:8.1f}  {o.n_vertebrae:9d}  {o.error}")
+        print(f"{o.case:{width}s}  {o.status:8s}  {o.seconds:8.1f}  {o.n_vertebrae:9d}  {o.n_warnings:8d}  {o.error}")
     counts = {s: sum(o.status == s for o in outcomes) for s in ("done", "skipped", "failed")}
     print(
         f"{counts['done']} done, {counts['skipped']} skipped (already finished), {counts['failed']} failed; "

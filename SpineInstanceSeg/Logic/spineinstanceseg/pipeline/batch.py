@@ -62,14 +62,27 @@ _NOT_FINISHED = "the batch stopped before this case finished; run the batch agai
 @dataclass(frozen=True)
 class CaseOutcome:
     """What happened to one case: status is "done", "skipped" (already finished), "failed" or "cancelled" (the batch
-    stopped before the case finished)."""
+    stopped before the case finished); a finished case has its vertebrae and warnings counted from its report."""
 
     case: str
     input: str
     status: str
     seconds: float = 0.0
     n_vertebrae: int = 0
+    n_warnings: int = 0
     error: str = ""
+
+
+def _finished(case: str, input_path: str, status: str, report: Path, seconds: float = 0.0) -> CaseOutcome:
+    """The outcome of a case whose report exists, with its counts of vertebrae and warnings (0 and 0 when the
+    report cannot be read: the case is finished all the same)."""
+    try:
+        content = json.loads(Path(report).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        log.warning("the report of case %s could not be read (%s)", case, report)
+        return CaseOutcome(case, input_path, status, seconds)
+    n_vertebrae, n_warnings = len(content.get("vertebrae", [])), len(content.get("warnings", []))
+    return CaseOutcome(case, input_path, status, seconds, n_vertebrae, n_warnings)
 
 
 def find_inputs(input_dir: str | Path) -> list[Path]:
@@ -216,8 +229,7 @@ def _run_case(input_path: str, out_dir: str, options: SegmentOptions, tasks_on_h
         return CaseOutcome(
             case, input_path, "failed", time.perf_counter() - started, error=f"{type(err).__name__}: {err}"
         )
-    report = json.loads(Path(paths["report"]).read_text())
-    return CaseOutcome(case, input_path, "done", time.perf_counter() - started, len(report.get("vertebrae", [])))
+    return _finished(case, input_path, "done", paths["report"], time.perf_counter() - started)
 
 
 def _write_summary(out_dir: Path, outcomes: list[CaseOutcome]) -> Path:
@@ -268,7 +280,7 @@ def run_batch(
     for path in inputs:
         case = case_name_of(path)
         if report_path_of(out, case).exists():
-            outcomes.append(CaseOutcome(case, str(path), "skipped"))
+            outcomes.append(_finished(case, str(path), "skipped", report_path_of(out, case)))
         else:
             todo.append(path)
     log.info("%d case(s) to run, %d already finished", len(todo), len(outcomes))

@@ -323,7 +323,7 @@ def start_folder(
     background (like ``spineseg batch``: resumable, one failing case does not stop the others); returns at once.
 
     Progress is the share of cases whose report exists. When the run ends, ``run.result`` holds the rows of
-    ``out_dir/batch_summary.csv`` (case, input, status, seconds, n_vertebrae, error).
+    ``out_dir/batch_summary.csv`` (case, input, status, seconds, n_vertebrae, n_warnings, error).
 
     Args:
         timer_factory: See :func:`start_volume_node`.
@@ -369,7 +369,7 @@ def segment_folder(
     the arguments of :func:`start_folder` plus ``timeout``.
 
     Returns:
-        The rows of ``out_dir/batch_summary.csv`` (case, input, status, seconds, n_vertebrae, error).
+        The rows of ``out_dir/batch_summary.csv`` (case, input, status, seconds, n_vertebrae, n_warnings, error).
     """
     kwargs.setdefault("timer_factory", None)
     return start_folder(input_dir, out_dir, **kwargs).wait(timeout)
