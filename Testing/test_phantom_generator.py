@@ -9,7 +9,7 @@ from scipy import ndimage
 from spineinstanceseg.errors import InputError
 from spineinstanceseg.levels import SACRUM_CODE, cranio_caudal_order
 from spineinstanceseg.orientation import to_canonical
-from spineinstanceseg.phantom import generate_phantom
+from spineinstanceseg.phantom import SteepLordosis, generate_phantom
 from spineinstanceseg.semantic import CANAL, DISC, SACRUM, VERTEBRA
 
 SPACING = (2.0, 2.0, 2.0)
@@ -229,3 +229,22 @@ def test_straight_spine_runs_along_z():
 def test_bad_options_raise_input_error_with_fix(kwargs):
     with pytest.raises(InputError, match="Fix:"):
         generate_phantom(0, **kwargs)
+
+
+def _l5_to_l4_tilt_deg(case) -> float:
+    """Angle between the L5 -> L4 centroid step and the superior axis, degrees (LPS: +z is superior)."""
+    step = np.subtract(case.centroids[23], case.centroids[24])
+    return float(np.degrees(np.arccos(step[2] / np.linalg.norm(step))))
+
+
+def test_steep_lordosis_leans_the_low_lumbar_spine_forwards_and_leaves_other_regions_alone():
+    steep = SteepLordosis(share=1.0, lordosis_deg=(85.0, 90.0))
+    default = generate_phantom(3, region="lumbar", spacing=SPACING)
+    tilted = generate_phantom(3, region="lumbar", spacing=SPACING, steep_lordosis=steep)
+    assert 85.0 <= tilted.meta["lordosis_deg"] <= 90.0 and default.meta["lordosis_deg"] <= 60.0
+    assert _l5_to_l4_tilt_deg(tilted) > _l5_to_l4_tilt_deg(default) + 8.0
+    cervical = [generate_phantom(3, region="cervical", spacing=SPACING, steep_lordosis=s) for s in (None, steep)]
+    assert np.array_equal(cervical[0].instances.array, cervical[1].instances.array)
+    straight = [generate_phantom(3, region="lumbar", spacing=SPACING, curvature=False, steep_lordosis=s)
+                for s in (None, steep)]  # fmt: skip
+    assert np.array_equal(straight[0].instances.array, straight[1].instances.array)

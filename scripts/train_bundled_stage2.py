@@ -32,11 +32,11 @@ REGIONS = ("lumbar", "thoracolumbar", "whole", "cervical")
 HARD = (None, None, "collapsed_disc", "fused", "wedge_fracture")
 
 
-def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7, regions=REGIONS):
+def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7, regions=REGIONS, steep_lordosis=None):
     """Prepared training cases for ``seeds`` (region, hard case, tilt and curvature vary with the seed).
 
     ``regions`` is cycled through by seed; repeat a region to weight it (C1/C2 occur only in cervical and whole
-    spines, so they are rare windows otherwise).
+    spines, so they are rare windows otherwise). ``steep_lordosis``: see ``generate_phantom``.
     """
     cases = []
     for seed in seeds:
@@ -53,6 +53,7 @@ def phantom_cases(seeds, spec: WindowSpec, *, with_semantic_share: float = 0.7, 
             hard_case=hard,
             oblique_deg=float(rng.uniform(0, 12)),
             curvature=bool(rng.random() < 0.85),
+            steep_lordosis=steep_lordosis,
         )
         semantic = case.semantic if rng.random() < with_semantic_share else None
         name = f"phantom{seed}-{region}-{hard}-{'sem' if semantic is not None else 'vert'}"
@@ -96,6 +97,12 @@ def main(argv=None) -> int:
         type=Path,
         help="also train on stage-1 predictions paired with the true vertebrae (scripts/make_stage1_predictions.py)",
     )
+    parser.add_argument(
+        "--steep-lordosis",
+        metavar="SHARE:LO:HI",
+        help="give this share of the curved lumbar/thoracolumbar phantoms (training and validation) a lumbar lordosis "
+        "of LO-HI degrees (default 35-60; the lowest lumbar vertebra leans half of it), e.g. 0.5:60:95",
+    )
     parser.add_argument("--name", default="stage2_phantom_v1", help="model name written into its config and card")
     parser.add_argument("--install", action="store_true", help="copy the best model into the package, with card")
     parser.add_argument("--scores", type=Path, help="with --install: JSON written by eval_stage2_accuracy.py")
@@ -126,10 +133,11 @@ def main(argv=None) -> int:
     unknown = sorted(set(regions) - set(REGIONS))
     if unknown or not regions:
         parser.error(f"unknown region(s) {unknown}; choose from {', '.join(REGIONS)}")
-    train = phantom_cases(range(args.train_cases), spec, regions=regions)
+    steep = _steep_lordosis(parser, args.steep_lordosis)
+    train = phantom_cases(range(args.train_cases), spec, regions=regions, steep_lordosis=steep)
     predicted = predicted_cases(args.predicted, spec) if args.predicted else []
     train += predicted
-    val = phantom_cases(range(800000, 800000 + args.val_cases), spec, regions=regions)
+    val = phantom_cases(range(800000, 800000 + args.val_cases), spec, regions=regions, steep_lordosis=steep)
     logging.info("%d training cases, %d validation cases", len(train), len(val))
     config = Stage2Config(
         window=spec,
@@ -140,6 +148,12 @@ def main(argv=None) -> int:
                 f"{args.train_cases} synthetic CT phantoms (spineinstanceseg.phantom, seeds 0-{args.train_cases - 1}; "
                 f"regions cycled {'/'.join(regions)}; collapsed disc, fused pair, wedge fracture; "
                 f"30% as vertebra-only masks); validation: seeds 800000-{800000 + args.val_cases - 1}"
+                + (
+                    f"; {steep.share:.0%} of the curved lumbar/thoracolumbar spines with a lumbar lordosis of "
+                    f"{steep.lordosis_deg[0]:.0f}-{steep.lordosis_deg[1]:.0f} degrees (default 35-60)"
+                    if steep
+                    else ""
+                )
                 + (
                     f"; plus {len(predicted)} stage-1 predictions of unseen phantoms paired with their true "
                     f"vertebrae ({args.predicted.name})"
@@ -163,6 +177,21 @@ def main(argv=None) -> int:
     )
     train_stage2(train, val, out=args.work, config=config, schedule=schedule, device="cpu", resume=True, init=args.init)
     return 0
+
+
+def _steep_lordosis(parser: argparse.ArgumentParser, text: str | None):
+    """``--steep-lordosis SHARE:LO:HI`` as a :class:`SteepLordosis` (``None`` without it)."""
+    from spineinstanceseg.phantom import SteepLordosis
+
+    if not text:
+        return None
+    try:
+        share, lo, hi = (float(v) for v in text.split(":"))
+    except ValueError:
+        parser.error(f"--steep-lordosis wants SHARE:LO:HI, e.g. 0.5:60:95, got {text!r}")
+    if not (0.0 <= share <= 1.0 and 0.0 <= lo <= hi <= 120.0):
+        parser.error(f"--steep-lordosis: share 0-1 and 0 <= LO <= HI <= 120 degrees, got {text!r}")
+    return SteepLordosis(share=share, lordosis_deg=(lo, hi))
 
 
 def install(work: Path, scores: Path | None = None, note: str = "") -> int:

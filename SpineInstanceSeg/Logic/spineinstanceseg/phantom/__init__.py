@@ -12,6 +12,7 @@ Modules: :mod:`.anatomy` (level dimensions), :mod:`.shapes` (implicit vertebra/s
 
 from __future__ import annotations
 
+from .curve import SteepLordosis
 from .generator import EXTRA_LEVELS, HARD_CASES, MODALITIES, REGIONS, PhantomCase, generate_phantom
 from .io import phantom_paths, read_phantom_case, write_phantom_case
 from .preview import save_preview_png
@@ -19,6 +20,7 @@ from .preview import save_preview_png
 __all__ = [
     "PhantomCase",
     "generate_phantom",
+    "SteepLordosis",
     "write_phantom_case",
     "read_phantom_case",
     "phantom_paths",

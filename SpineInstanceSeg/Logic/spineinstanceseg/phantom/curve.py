@@ -22,7 +22,15 @@ from numpy.typing import NDArray
 from ..levels import SACRUM_CODE
 from .anatomy import SacrumShape, VertebraShape
 
-__all__ = ["Pose", "SpineLayout", "DiscPlacement", "build_layout", "CurveParams", "sample_curve_params"]
+__all__ = [
+    "Pose",
+    "SpineLayout",
+    "DiscPlacement",
+    "build_layout",
+    "CurveParams",
+    "SteepLordosis",
+    "sample_curve_params",
+]
 
 
 @dataclass(frozen=True)
@@ -48,6 +56,25 @@ class CurveParams:
     scoliosis_sign: float = 1.0
     rotation_gain: float = 0.0  # axial rotation at the apex per degree of Cobb angle
     jitter: tuple[float, ...] = field(default_factory=tuple)  # per-vertebra axial rotation jitter (deg)
+
+
+@dataclass(frozen=True)
+class SteepLordosis:
+    """A share of lumbar and thoracolumbar spines drawn with a steeper lumbar lordosis than the default 35-60 degrees.
+
+    The lumbar curve starts at the sacrum tilted forwards by half the lordosis, so by default the lowest lumbar
+    vertebra leans 17-30 degrees; on the real CT sub-verse006 L5 leans about 49 degrees, and the stage-2 network
+    trained on the default spines gives the arch of such an L5 to L4 (its arch sits at L4's height). With the option
+    every curved lumbar or thoracolumbar spine draws one more random number, so it differs from its seed's default
+    phantom even where it keeps the default lordosis.
+
+    Attributes:
+        share: Probability that a curved lumbar or thoracolumbar spine gets the steeper lordosis (0-1).
+        lordosis_deg: Range of that lordosis, degrees (the lowest lumbar vertebra leans half of it).
+    """
+
+    share: float = 0.5
+    lordosis_deg: tuple[float, float] = (60.0, 95.0)
 
 
 def sample_curve_params(rng: np.random.Generator, n_vertebrae: int, *, curvature: bool = True) -> CurveParams:

@@ -8,7 +8,7 @@ coordinates whatever the modality, spacing or oblique angle. Same seed and optio
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 import numpy as np
@@ -22,7 +22,7 @@ from .acquisition import synthesise_image
 from .anatomy import sacrum_shape, spine_codes, vertebra_shape, with_wedge
 from .bones import paint_other_bones
 from .context import background_tissue, paint_context
-from .curve import SpineLayout, build_layout, sample_curve_params
+from .curve import SpineLayout, SteepLordosis, build_layout, sample_curve_params
 from .grid import DEFAULT_SPACING, base_direction, grid_covering, random_rotation
 from .raster import FLAG_CANAL, FLAG_DISC, Canvas, bone_partial_volume, paint_canal, paint_discs, paint_vertebrae
 from .shapes import vertebra_extremes
@@ -105,12 +105,17 @@ def _anatomy(
     hard_case: str | None,
     extra_level: str | None,
     curvature: bool,
+    steep_lordosis: SteepLordosis | None = None,
 ):
     codes = spine_codes(extra_level=extra_level)
     scale = float(rng.uniform(0.92, 1.15))
     shapes = {c: vertebra_shape(c, scale=scale, rng=rng) for c in codes if c != SACRUM_CODE}
     sacrum = sacrum_shape(scale=scale, rng=rng)
     curve = sample_curve_params(rng, len(codes) - 1, curvature=curvature)
+    # drawn after the curve, so that without the option every phantom stays exactly what it was
+    steep = steep_lordosis is not None and curvature and region in ("lumbar", "thoracolumbar")
+    if steep and rng.uniform() < steep_lordosis.share:
+        curve = replace(curve, lordosis=float(rng.uniform(*steep_lordosis.lordosis_deg)))
     core = _REGION_CORE[region](codes)
     # Hard cases go between two core vertebrae that both carry a disc (not C1/C2).
     pairs = [(a, b) for a, b in zip(core, core[1:], strict=False) if a > 2]
@@ -263,6 +268,7 @@ def generate_phantom(
     hard_case: Literal["collapsed_disc", "fused", "wedge_fracture"] | None = None,
     extra_level: Literal["L6", "T13"] | None = None,
     curvature: bool = True,
+    steep_lordosis: SteepLordosis | None = None,
 ) -> PhantomCase:
     """Generate one synthetic spine case.
 
@@ -278,6 +284,8 @@ def generate_phantom(
             "wedge_fracture" (anterior height 50-70 %).
         extra_level: "L6" (sixth lumbar, code 25) or "T13" (thirteenth thoracic, code 28).
         curvature: False gives a straight spine along +z without scoliosis or rotation.
+        steep_lordosis: Give a share of curved lumbar / thoracolumbar spines a steeper lumbar lordosis
+            (:class:`~.curve.SteepLordosis`; stage-2 training). ``None``: the default shapes.
     """
     spacing3 = _check_options(modality, region, spacing, oblique_deg, hard_case, extra_level)
     if int(seed) < 0:
@@ -285,7 +293,9 @@ def generate_phantom(
     anatomy_rng = np.random.default_rng([int(seed), 0])
     acq_rng = np.random.default_rng([int(seed), 1, MODALITIES.index(modality)])
     hard_rng = np.random.default_rng([int(seed), 2])  # hard cases change nothing else in the anatomy
-    layout, core, info, fov_rng = _anatomy(anatomy_rng, hard_rng, region, hard_case, extra_level, curvature)
+    layout, core, info, fov_rng = _anatomy(
+        anatomy_rng, hard_rng, region, hard_case, extra_level, curvature, steep_lordosis
+    )
     lo, hi = _field_of_view(layout, core, region, fov_rng)
     tilt, angle = random_rotation(acq_rng, oblique_deg)
     direction = tilt @ base_direction(modality)
