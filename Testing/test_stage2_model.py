@@ -120,7 +120,7 @@ def test_cuda_request_without_gpu_is_a_clear_error():
 
 def test_bundled_model_loads_verified_and_is_small():
     folder = bundled_model_dir()
-    assert folder.name == "stage2_phantom_v1" and folder.parent.name == "models"
+    assert folder.name == "stage2_phantom_v2" and folder.parent.name == "models"
     model = load_bundled_model(device="cpu")
     assert model.config.window.spacing_mm > 0 and model.config.num_classes == 4
     assert (folder / WEIGHTS_FILE).stat().st_size <= 20 * 1024 * 1024

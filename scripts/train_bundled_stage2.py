@@ -1,7 +1,11 @@
-"""Train the bundled stage-2 model (stage2_phantom_v1) on synthetic phantoms, on the CPU; rerunnable and resumable.
+"""Train the bundled stage-2 model (stage2_phantom_v2) on synthetic phantoms, on the CPU; rerunnable and resumable.
 
 Usage:
     python scripts/train_bundled_stage2.py --work /tmp/stage2_bundled [--epochs 40] [--threads 2] [--install]
+
+The bundled stage2_phantom_v2 was fine-tuned from stage2_phantom_v1 (kept in training-state/stage2/ with the card
+that says how it was trained) with ``--init training-state/stage2/stage2_phantom_v1 --epochs 15
+--lr 3e-4 --steep-lordosis 0.3:55:90``; its card says what it scored against v1.
 
 Training data: phantoms from ``spineinstanceseg.phantom.generate_phantom`` with seeds 0..N-1 (held-out evaluation
 seeds start at 900000, see benchmarks/eval_stage2_accuracy.py): all four regions, CT, 2 mm grid, with and without
@@ -103,7 +107,7 @@ def main(argv=None) -> int:
         help="give this share of the curved lumbar/thoracolumbar phantoms (training and validation) a lumbar lordosis "
         "of LO-HI degrees (default 35-60; the lowest lumbar vertebra leans half of it), e.g. 0.5:60:95",
     )
-    parser.add_argument("--name", default="stage2_phantom_v1", help="model name written into its config and card")
+    parser.add_argument("--name", default="stage2_phantom_v2", help="model name written into its config and card")
     parser.add_argument("--install", action="store_true", help="copy the best model into the package, with card")
     parser.add_argument("--scores", type=Path, help="with --install: JSON written by eval_stage2_accuracy.py")
     parser.add_argument("--note", default="", help="with --install: how the run went (restarts, init), for the card")

@@ -55,7 +55,7 @@ CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "weights.safetensors"
 CHECKSUM_FILE = "checksums.json"
 FORMAT_VERSION = 1
-BUNDLED_NAME = "stage2_phantom_v1"
+BUNDLED_NAME = "stage2_phantom_v2"
 
 
 @dataclass(frozen=True)
