@@ -1,10 +1,13 @@
 """Windows turned about the left-right axis for vertebrae that lean further than the network saw in training.
 
 The stage-2 network sorts a window's bone into top / centre / bottom vertebra. Trained on phantoms whose lumbar
-vertebrae lean at most about 30 degrees from the superior axis (plus 15 degrees of rotation augmentation), it
-gives the posterior arch of a vertebra that leans further in the lordosis (on the real CT sub-verse006 L5's body
-leans about 49 degrees) to the vertebra above, because the arch sits at that vertebra's height. Turned back by
-15-25 degrees, the same mask splits right.
+vertebrae lean at most about 30 degrees from the superior axis (plus 15 degrees of rotation augmentation),
+``stage2_phantom_v1`` gave the posterior arch of a vertebra that leans further in the lordosis (on the real CT
+sub-verse006 L5's body leans about 49 degrees) to the vertebra above, because the arch sits at that vertebra's
+height. Turned back by 15-25 degrees, the same mask split right. ``stage2_phantom_v2`` saw such spines in training
+(:class:`spineinstanceseg.phantom.SteepLordosis`) and splits them upright: with it the search changes nothing on
+the four real CTs' leave-one-out stage-1 masks (2026-12-06: sub-verse006 0.855 with the search, 0.856 without). It
+stays on for the windows the network is unsure of.
 
 So a window whose upright prediction is less certain than :attr:`PitchSearch.search_below` (mean top-class
 probability over the window's vertebra voxels) is also sent through the network turned by each of
