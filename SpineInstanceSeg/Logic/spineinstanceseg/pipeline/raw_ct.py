@@ -54,9 +54,13 @@ def unrescaled_ct_warning(image: Volume, semantic: Volume, *, check: RawCtCheck 
         semantic: Stage 1's classes (:mod:`spineinstanceseg.semantic`) on the image's grid.
         check: The numbers of the test (:class:`RawCtCheck`).
     """
-    from ..stage2.sanity import image_is_ct  # lazy: the layer above this one's imports
+    from ..stage2.sanity import image_is_ct, value_sample  # lazy: the layer above this one's imports
 
     if not image.same_grid(semantic) or image_is_ct(image):
+        return None
+    # the whole-number and range test on a sample first: it turns most MRI away before any full-size mask is made
+    sample = value_sample(image)
+    if float(sample.max()) + check.intercept > check.max_hu or not np.array_equal(sample, np.round(sample)):
         return None
     values = np.asarray(image.array)
     classes = np.asarray(semantic.array)
@@ -67,10 +71,6 @@ def unrescaled_ct_warning(image: Volume, semantic: Volume, *, check: RawCtCheck 
         if inside.size < min_voxels:
             return None
         medians[name] = float(np.median(inside)) + check.intercept
-    step = max(1, int(round((values.size / 2e6) ** (1 / 3))))
-    sample = values[::step, ::step, ::step]
-    if float(sample.max()) + check.intercept > check.max_hu or not np.array_equal(sample, np.round(sample)):
-        return None
     if not (_within(medians["canal"], check.canal_hu) and _within(medians["vertebra"], check.vertebra_hu)):
         return None
     return (

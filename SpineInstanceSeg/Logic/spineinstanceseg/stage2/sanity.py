@@ -66,6 +66,7 @@ __all__ = [
     "off_column_distance",
     "extend_column",
     "face_contacts",
+    "value_sample",
 ]
 
 log = logging.getLogger(__name__)
@@ -290,11 +291,16 @@ class SanityResult:
 
 
 # ----------------------------------------------------------------------------------------------- measuring
-def image_is_ct(image: Volume, *, below_hu: float = DEFAULT_PARAMETERS.ct_below_hu) -> bool:
-    """True when the image's values look like Hounsfield units (1st percentile <= ``below_hu``; subsampled)."""
+def value_sample(image: Volume) -> NDArray:
+    """Every k-th voxel along each axis of ``image``, about 2 million values: enough for its value statistics."""
     array = np.asarray(image.array)
     step = max(1, int(round((array.size / 2e6) ** (1 / 3))))
-    return bool(np.percentile(array[::step, ::step, ::step], 1) <= below_hu)
+    return array[::step, ::step, ::step]
+
+
+def image_is_ct(image: Volume, *, below_hu: float = DEFAULT_PARAMETERS.ct_below_hu) -> bool:
+    """True when the image's values look like Hounsfield units (1st percentile <= ``below_hu``; subsampled)."""
+    return bool(np.percentile(value_sample(image), 1) <= below_hu)
 
 
 def _pieces(label: int, mask: NDArray[np.bool_], start: NDArray, geometry: Volume) -> tuple[float, list[Piece]]:
